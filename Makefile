@@ -1,0 +1,75 @@
+# whmgate - see README.md. `make` builds build/whmgate.
+CC ?= cc
+PKGS = libuv libcurl openssl yajl
+LLHTTP_DIR = /usr/share/llhttp
+LLHTTP_INC = /usr/share/include/llhttp
+WARN = -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+       -Wmissing-prototypes -Wformat=2 -Wimplicit-fallthrough -Wvla
+CFLAGS ?= -O2 -g
+ifdef WERROR
+WARN += -Werror
+endif
+ifdef SANITIZE
+CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+BUILD ?= build/san
+else
+BUILD ?= build
+endif
+CPPFLAGS += -D_POSIX_C_SOURCE=200809L -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -Iproxy
+ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(CPPFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+
+# Debian packages the build, the tests and `make run` need.
+DEB_PKGS = build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev \
+           libyajl-dev node-llhttp curl openssl python3 procps valgrind
+
+CORE = util log conf http params auth policy outcome audit
+SRCS_CORE = $(CORE:%=proxy/%.c)
+SRCS_DAEMON = proxy/upstream.c proxy/conn.c proxy/server.c proxy/main.c
+LLHTTP_SRCS = llhttp api http
+OBJS_CORE = $(CORE:%=$(BUILD)/%.o) $(LLHTTP_SRCS:%=$(BUILD)/llhttp_%.o)
+OBJS_DAEMON = $(SRCS_DAEMON:proxy/%.c=$(BUILD)/%.o)
+UNIT_TESTS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
+
+.PHONY: all deps run test unit integration clean bench fuzz
+all: $(BUILD)/whmgate
+
+$(BUILD):
+	mkdir -p $(BUILD)
+
+$(BUILD)/%.o: proxy/%.c proxy/*.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# llhttp is Debian's generated C; strict mode, never our warnings.
+$(BUILD)/llhttp_%.o: $(LLHTTP_DIR)/%.c | $(BUILD)
+	$(CC) -std=c11 $(CFLAGS) $(CPPFLAGS) -w -c -o $@ $<
+
+$(BUILD)/whmgate: $(OBJS_CORE) $(OBJS_DAEMON)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(OBJS_CORE)
+	$(CC) $(ALL_CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(OBJS_CORE) $(LIBS)
+
+# Installs only what is missing, so a second run costs one dpkg query.
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+run: deps
+	$(MAKE) all
+	./tests/demo.sh
+
+unit: $(UNIT_TESTS:%=$(BUILD)/%)
+	@python3 tests/run_all.py --unit-only --build $(BUILD)
+
+test: deps
+	$(MAKE) WERROR=1 all $(UNIT_TESTS:%=$(BUILD)/%)
+	python3 tests/run_all.py --build $(BUILD)
+
+clean:
+	rm -rf build

@@ -1,0 +1,1120 @@
+/* audit.c - see audit.h.
+ *
+ * Ownership: a record's JSON is built on the caller's thread into an entry
+ * (malloc'd) and queued. The writer thread owns the file, seq and the chain
+ * state: it alone closes each record with ,"seq":N,"prev":"<hex>"} so the
+ * order in the file is the order of the chain. Entries with a callback go
+ * back to the loop through the done list and a uv_async; the loop frees them.
+ *
+ * Faults: when a write or sync fails, the file is cut back to its last good
+ * size (no torn line), the chain state is rewound, records that had a
+ * waiting request are failed at once (the request answers 503 and writes a
+ * deny record instead), and the rest wait in memory, bounded. Every second
+ * the writer tries again, starting with an audit-fault recovery record. */
+#define _GNU_SOURCE
+#include "audit.h"
+#include "conf.h"
+#include "log.h"
+#include "outcome.h"
+#include "params.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
+#define AUDIT_QUEUE_MAX 100000         /* records waiting during a fault */
+#define AUDIT_QUEUE_BYTES (64u << 20)
+#define AUDIT_BATCH 256
+
+struct entry {
+	struct entry *next;
+	char *body;          /* the record without its closing brace */
+	size_t len;
+	audit_cb cb;
+	void *arg;
+	int ok;
+};
+
+struct audit {
+	uv_loop_t *loop;
+	uv_async_t async;
+	uv_thread_t thread;
+	uv_mutex_t mu;
+	uv_cond_t cond;
+	const struct conf *conf;
+	char *path;
+	enum fsync_mode fsync;
+	unsigned char *key;      /* hmac_key_file contents, or NULL */
+	size_t keylen;
+	/* under mu */
+	struct entry *head, *tail;
+	size_t nqueued, qbytes;
+	struct entry *done_head, *done_tail;
+	int stop, reopen, faulted;
+	unsigned long long records, failures, dropped;
+	/* writer thread only */
+	int fd;
+	off_t good_size;
+	unsigned long long seq;
+	unsigned char last[32];
+	int dirty;
+	double last_sync;
+	char fault_reason[128];
+};
+
+/* ---- hashing ---- */
+
+static void
+chain_hash(const struct audit *a, const void *p, size_t n, unsigned char out[32])
+{
+	unsigned int len = 32;
+
+	if (a->key)
+		HMAC(EVP_sha256(), a->key, (int)a->keylen, p, n, out, &len);
+	else
+		sha256(p, n, out);
+}
+
+/* ---- redaction ---- */
+
+static const char *const secret_words[] = {
+	"pass", "secret", "token", "key", "hash", "session", "private",
+	"passphrase", "auth", NULL
+};
+
+int
+audit_redacted_name(const struct conf *c, const char *base)
+{
+	size_t i;
+
+	for (i = 0; secret_words[i]; i++)
+		if (strcasestr(base, secret_words[i]))
+			return 1;
+	for (i = 0; c && i < c->audit.nredact; i++)
+		if (strcmp(base, c->audit.redact[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* A value holding something shaped like a whmgate key, or a configured
+ * WHM token, is a secret whatever its name. */
+static int
+secret_value(const struct conf *c, const char *v)
+{
+	const char *p = v;
+	size_t i;
+
+	while ((p = strstr(p, "whmg_")) != NULL) {
+		if (strspn(p + 5, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") >= 16)
+			return 1;
+		p += 5;
+	}
+	for (i = 0; c && i < c->nclients; i++)
+		if (c->clients[i].whm_token && c->clients[i].whm_token[0] &&
+		    strstr(v, c->clients[i].whm_token))
+			return 1;
+	return 0;
+}
+
+/* ---- JSON generation ---- */
+
+static void
+gen_s(yajl_gen g, const char *s)
+{
+	yajl_gen_string(g, (const unsigned char *)s, strlen(s));
+}
+
+/* Strings that come from the client unchecked (method, path) may hold
+ * anything: keep printable ASCII, replace the rest, cap the length. */
+static void
+gen_raw(yajl_gen g, const char *s, size_t max)
+{
+	char tmp[1024];
+	size_t i;
+
+	if (max >= sizeof(tmp))
+		max = sizeof(tmp) - 1;
+	for (i = 0; s[i] && i < max; i++)
+		tmp[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	tmp[i] = '\0';
+	gen_s(g, tmp);
+}
+
+static void
+gen_kv(yajl_gen g, const char *k, const char *v)
+{
+	gen_s(g, k);
+	if (v)
+		gen_s(g, v);
+	else
+		yajl_gen_null(g);
+}
+
+static void
+gen_num(yajl_gen g, const char *k, double v, int decimals)
+{
+	char tmp[48];
+
+	snprintf(tmp, sizeof(tmp), "%.*f", decimals, v);
+	gen_s(g, k);
+	yajl_gen_number(g, tmp, strlen(tmp));
+}
+
+static void
+gen_value(struct audit *a, yajl_gen g, const char *base, const char *v)
+{
+	unsigned char h[32];
+	char out[12 + 65];
+
+	if (!audit_redacted_name(a->conf, base) && !secret_value(a->conf, v)) {
+		gen_s(g, v);
+		return;
+	}
+	if (a->key == NULL) {
+		gen_s(g, "[REDACTED]");
+		return;
+	}
+	/* With a key, an auditor holding it can check a known value. */
+	chain_hash(a, v, strlen(v), h);
+	memcpy(out, "hmac-sha256:", 12);
+	hex_encode(h, 32, out + 12);
+	gen_s(g, out);
+}
+
+static void
+gen_params(struct audit *a, yajl_gen g, const struct params *ps, int skip_cmd,
+    int add_version)
+{
+	size_t i;
+
+	yajl_gen_map_open(g);
+	if (add_version)
+		gen_kv(g, "api.version", "1");
+	for (i = 0; i < ps->n; i++) {
+		if (skip_cmd && strcmp(ps->v[i].base, "command") == 0)
+			continue;
+		gen_s(g, ps->v[i].name);
+		gen_value(a, g, ps->v[i].base, ps->v[i].value);
+	}
+	yajl_gen_map_close(g);
+}
+
+/* The affected resource (PCI DSS 10.2.2): first of these present. */
+static const char *
+target_of(const struct params *ps)
+{
+	static const char *const names[] = { "cpanel.user",
+		"cpanel_jsonapi_user", "user", "username", "domain", "zone",
+		NULL };
+	const char *v;
+	size_t i;
+
+	for (i = 0; names[i]; i++)
+		if ((v = params_get(ps, names[i])) != NULL)
+			return v;
+	return NULL;
+}
+
+static void
+gen_target(struct audit *a, yajl_gen g, const struct params *ps)
+{
+	const char *t = target_of(ps);
+
+	gen_s(g, "target");
+	if (t == NULL)
+		yajl_gen_null(g);
+	else
+		gen_value(a, g, "target", t);
+}
+
+static void
+gen_result(yajl_gen g, int r)
+{
+	if (r < 0)
+		yajl_gen_null(g);
+	else
+		yajl_gen_integer(g, r);
+}
+
+static void
+gen_whm(struct audit *a, yajl_gen g, const struct audit_event *ev)
+{
+	const struct call *c = ev->call;
+	const struct outcome *o = ev->outcome;
+	size_t i;
+
+	gen_s(g, "whm");
+	yajl_gen_map_open(g);
+	gen_s(g, "function");
+	if (ev->function)
+		gen_raw(g, ev->function, 128);
+	else
+		yajl_gen_null(g);
+	gen_kv(g, "user", ev->whm_user);
+	if (c) {
+		gen_target(a, g, &c->params);
+		if (ev->with_params) {
+			gen_s(g, "params");
+			gen_params(a, g, &c->params, c->kind == CALL_BATCH,
+			    c->add_api_version);
+		}
+		if (c->kind != CALL_PLAIN) {
+			gen_s(g, "calls");
+			yajl_gen_array_open(g);
+			for (i = 0; i < c->nsubs; i++) {
+				yajl_gen_map_open(g);
+				gen_kv(g, "function", c->subs[i].function);
+				gen_target(a, g, &c->subs[i].params);
+				gen_s(g, "params");
+				gen_params(a, g, &c->subs[i].params, 0, 0);
+				gen_s(g, "result");
+				gen_result(g, o && i < OUTCOME_MAX_SUBS ?
+				    o->sub_result[i] : -1);
+				yajl_gen_map_close(g);
+			}
+			if (c->kind == CALL_CPANEL || c->kind == CALL_UAPI) {
+				yajl_gen_map_open(g);
+				gen_kv(g, "function", c->function);
+				gen_kv(g, "module", c->module);
+				gen_kv(g, "func", c->func);
+				gen_s(g, "user");
+				if (c->cuser)
+					gen_value(a, g, "user", c->cuser);
+				else
+					yajl_gen_null(g);
+				yajl_gen_map_close(g);
+			}
+			yajl_gen_array_close(g);
+		}
+	}
+	if (o) {
+		gen_s(g, "result");
+		gen_result(g, c && c->kind == CALL_UAPI ? o->uapi_status :
+		    o->result);
+		gen_s(g, "reason");
+		if (o->has_reason)
+			gen_value(a, g, "reason", o->reason);
+		else
+			yajl_gen_null(g);
+		if (o->failed) {
+			gen_s(g, "body");
+			gen_s(g, "not JSON");
+		}
+	}
+	yajl_gen_map_close(g);
+}
+
+static void
+gen_head(struct audit *a, yajl_gen g, const char *type)
+{
+	char ts[32];
+
+	time_rfc3339(ts, sizeof(ts));
+	yajl_gen_map_open(g);
+	gen_kv(g, "ts", ts);
+	gen_kv(g, "instance", a->conf ? a->conf->instance : NULL);
+	gen_kv(g, "type", type);
+}
+
+static void
+gen_event(struct audit *a, yajl_gen g, const struct audit_event *ev)
+{
+	gen_head(a, g, ev->type);
+	gen_kv(g, "id", ev->id);
+	gen_s(g, "client");
+	yajl_gen_map_open(g);
+	gen_kv(g, "id", ev->client_id);
+	gen_kv(g, "ip", ev->ip);
+	gen_s(g, "port");
+	yajl_gen_integer(g, ev->port);
+	gen_kv(g, "auth", ev->auth);
+	yajl_gen_map_close(g);
+	gen_s(g, "http");
+	yajl_gen_map_open(g);
+	gen_s(g, "method");
+	if (ev->method)
+		gen_raw(g, ev->method, 32);
+	else
+		yajl_gen_null(g);
+	gen_s(g, "path");
+	if (ev->path)
+		gen_raw(g, ev->path, 512);
+	else
+		yajl_gen_null(g);
+	if (ev->status) {
+		gen_s(g, "status");
+		yajl_gen_integer(g, ev->status);
+	}
+	yajl_gen_map_close(g);
+	if (ev->function || ev->call)
+		gen_whm(a, g, ev);
+	if (ev->decision >= 0) {
+		gen_s(g, "decision");
+		yajl_gen_map_open(g);
+		gen_s(g, "allow");
+		yajl_gen_bool(g, ev->decision);
+		gen_kv(g, "rule", ev->rule);
+		gen_kv(g, "code", ev->code);
+		gen_kv(g, "reason", ev->reason);
+		yajl_gen_map_close(g);
+	}
+	if (ev->up_status >= 0) {
+		gen_s(g, "upstream");
+		yajl_gen_map_open(g);
+		gen_s(g, "status");
+		if (ev->up_status > 0)
+			yajl_gen_integer(g, ev->up_status);
+		else
+			yajl_gen_null(g);
+		gen_num(g, "ms", ev->up_ms, 3);
+		gen_s(g, "bytes");
+		yajl_gen_integer(g, (long long)ev->up_bytes);
+		gen_kv(g, "error", ev->up_error);
+		yajl_gen_map_close(g);
+	}
+	if (ev->ms >= 0)
+		gen_num(g, "ms", ev->ms, 3);
+}
+
+/* Copies the generated map (still open: the writer closes it with seq and
+ * prev) into a new entry. */
+static struct entry *
+entry_new(yajl_gen g, audit_cb cb, void *arg)
+{
+	const unsigned char *out;
+	struct entry *e;
+	size_t len;
+
+	if (yajl_gen_get_buf(g, &out, &len) != yajl_gen_status_ok || len == 0)
+		return NULL;
+	if ((e = calloc(1, sizeof(*e))) == NULL ||
+	    (e->body = malloc(len)) == NULL) {
+		free(e);
+		return NULL;
+	}
+	memcpy(e->body, out, len);
+	e->len = len;
+	e->cb = cb;
+	e->arg = arg;
+	return e;
+}
+
+static int
+enqueue(struct audit *a, yajl_gen g, audit_cb cb, void *arg)
+{
+	struct entry *e = entry_new(g, cb, arg);
+	int rc = -1;
+
+	uv_mutex_lock(&a->mu);
+	/* A request waiting for durability cannot be served while the trail
+	 * is faulted; other records wait, bounded. */
+	if (e && !a->stop && !(a->faulted && cb) &&
+	    a->nqueued < AUDIT_QUEUE_MAX && a->qbytes + e->len < AUDIT_QUEUE_BYTES) {
+		if (a->tail)
+			a->tail->next = e;
+		else
+			a->head = e;
+		a->tail = e;
+		a->nqueued++;
+		a->qbytes += e->len;
+		uv_cond_signal(&a->cond);
+		rc = 0;
+	} else {
+		a->failures++;
+		if (!cb)
+			a->dropped++;
+	}
+	uv_mutex_unlock(&a->mu);
+	if (rc && e) {
+		free(e->body);
+		free(e);
+	}
+	return rc;
+}
+
+int
+audit_record(struct audit *a, const struct audit_event *ev, audit_cb cb,
+    void *arg)
+{
+	yajl_gen g = yajl_gen_alloc(NULL);
+	int rc;
+
+	if (g == NULL)
+		return -1;
+	yajl_gen_config(g, yajl_gen_validate_utf8, 1);
+	gen_event(a, g, ev);
+	rc = enqueue(a, g, cb, arg);
+	yajl_gen_free(g);
+	return rc;
+}
+
+static yajl_gen
+system_gen(struct audit *a, const char *event, va_list ap)
+{
+	yajl_gen g = yajl_gen_alloc(NULL);
+	const char *k, *v;
+
+	if (g == NULL)
+		return NULL;
+	yajl_gen_config(g, yajl_gen_validate_utf8, 1);
+	gen_head(a, g, "system");
+	gen_kv(g, "event", event);
+	while ((k = va_arg(ap, const char *)) != NULL) {
+		v = va_arg(ap, const char *);
+		gen_kv(g, k, v);
+	}
+	return g;
+}
+
+int
+audit_system(struct audit *a, const char *event, ...)
+{
+	yajl_gen g;
+	va_list ap;
+	int rc;
+
+	va_start(ap, event);
+	g = system_gen(a, event, ap);
+	va_end(ap);
+	if (g == NULL)
+		return -1;
+	rc = enqueue(a, g, NULL, NULL);
+	yajl_gen_free(g);
+	return rc;
+}
+
+/* For the writer: a system record that goes first, not to the queue. */
+static struct entry *
+system_entry(struct audit *a, const char *event, ...)
+{
+	struct entry *e;
+	yajl_gen g;
+	va_list ap;
+
+	va_start(ap, event);
+	g = system_gen(a, event, ap);
+	va_end(ap);
+	if (g == NULL)
+		return NULL;
+	e = entry_new(g, NULL, NULL);
+	yajl_gen_free(g);
+	return e;
+}
+
+/* ---- the writer thread ---- */
+
+static void
+done_push(struct audit *a, struct entry *e, int ok)
+{
+	e->ok = ok;
+	e->next = NULL;
+	if (e->cb == NULL) {
+		free(e->body);
+		free(e);
+		return;
+	}
+	if (a->done_tail)
+		a->done_tail->next = e;
+	else
+		a->done_head = e;
+	a->done_tail = e;
+}
+
+/* Closes each record with seq and prev and writes the batch. On failure
+ * the file is cut back and the chain rewound; returns -1. */
+static int
+write_batch(struct audit *a, struct entry *batch, size_t n)
+{
+	struct iovec iov[AUDIT_BATCH * 2];
+	char (*tails)[96];
+	unsigned long long seq0 = a->seq;
+	unsigned char last0[32];
+	struct entry *e;
+	struct buf line;
+	size_t i = 0, total = 0, off;
+	ssize_t w;
+	char hex[65];
+	int rc = 0;
+
+	if ((tails = malloc(n * sizeof(*tails))) == NULL)
+		return -1;
+	memcpy(last0, a->last, 32);
+	buf_init(&line);
+	for (e = batch; e && i < n; e = e->next, i++) {
+		hex_encode(a->last, 32, hex);
+		a->seq++;
+		snprintf(tails[i], sizeof(tails[i]), ",\"seq\":%llu,\"prev\":\"%s\"}\n",
+		    a->seq, hex);
+		/* The chain covers the line's bytes without its newline. */
+		line.len = 0;
+		buf_add(&line, e->body, e->len);
+		buf_add(&line, tails[i], strlen(tails[i]) - 1);
+		chain_hash(a, line.p, line.len, a->last);
+		iov[2 * i].iov_base = e->body;
+		iov[2 * i].iov_len = e->len;
+		iov[2 * i + 1].iov_base = tails[i];
+		iov[2 * i + 1].iov_len = strlen(tails[i]);
+		total += e->len + strlen(tails[i]);
+	}
+	buf_fini(&line);
+	/* writev may write part: continue from where it stopped. */
+	off = 0;
+	i = 0;
+	while (off < total) {
+		w = writev(a->fd, iov + i, (int)(2 * n - i));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			snprintf(a->fault_reason, sizeof(a->fault_reason),
+			    "write: %s", w < 0 ? strerror(errno) : "no progress");
+			rc = -1;
+			break;
+		}
+		off += (size_t)w;
+		while (i < 2 * n && (size_t)w >= iov[i].iov_len) {
+			w -= (ssize_t)iov[i].iov_len;
+			i++;
+		}
+		if (i < 2 * n) {
+			iov[i].iov_base = (char *)iov[i].iov_base + w;
+			iov[i].iov_len -= (size_t)w;
+		}
+	}
+	if (rc == 0 && a->fsync == FSYNC_ALWAYS && fdatasync(a->fd) == -1) {
+		snprintf(a->fault_reason, sizeof(a->fault_reason),
+		    "fdatasync: %s", strerror(errno));
+		rc = -1;
+	}
+	if (rc == 0) {
+		a->good_size += (off_t)total;
+		a->dirty = a->fsync == FSYNC_INTERVAL;
+	} else {
+		/* No torn line may stay: cut back to the last good line. */
+		if (ftruncate(a->fd, a->good_size) == -1)
+			log_err("audit: ftruncate %s: %s", a->path, strerror(errno));
+		a->seq = seq0;
+		memcpy(a->last, last0, 32);
+	}
+	free(tails);
+	return rc;
+}
+
+/* Reads the last line of an existing trail: seq and hash continue. A torn
+ * last line (no newline) is cut; its hash is returned in torn_hex. */
+static int
+continue_chain(struct audit *a, char *torn_hex, struct buf *err)
+{
+	struct stat st;
+	char *data = NULL, *end, *line;
+	yajl_val v;
+	unsigned char h[32];
+	off_t size, start;
+	ssize_t r;
+	size_t n;
+
+	torn_hex[0] = '\0';
+	if (fstat(a->fd, &st) == -1) {
+		buf_printf(err, "audit: fstat %s: %s", a->path, strerror(errno));
+		return -1;
+	}
+	size = st.st_size;
+	a->good_size = size;
+	if (size == 0)
+		return 0;
+	/* Lines are short; the last 1 MiB holds the last line. */
+	start = size > (1 << 20) ? size - (1 << 20) : 0;
+	n = (size_t)(size - start);
+	data = malloc(n + 1);
+	if (data == NULL || (r = pread(a->fd, data, n, start)) != (ssize_t)n) {
+		buf_printf(err, "audit: cannot read %s", a->path);
+		free(data);
+		return -1;
+	}
+	data[n] = '\0';
+	end = data + n;
+	if (end[-1] != '\n') {
+		/* A torn line from a crash: cut it, keep its hash. */
+		line = memrchr(data, '\n', n);
+		line = line ? line + 1 : data;
+		sha256(line, (size_t)(end - line), h);
+		hex_encode(h, 32, torn_hex);
+		a->good_size = start + (line - data);
+		if (ftruncate(a->fd, a->good_size) == -1) {
+			buf_printf(err, "audit: ftruncate %s: %s", a->path,
+			    strerror(errno));
+			free(data);
+			return -1;
+		}
+		end = line;
+	}
+	if (end > data) {
+		end--;                  /* the newline */
+		*end = '\0';
+		line = memrchr(data, '\n', (size_t)(end - data));
+		line = line ? line + 1 : data;
+		chain_hash(a, line, (size_t)(end - line), a->last);
+		v = yajl_tree_parse(line, NULL, 0);
+		if (v) {
+			yajl_val s = yajl_tree_get(v, (const char *[]){ "seq",
+			    NULL }, yajl_t_number);
+			if (s && YAJL_IS_INTEGER(s))
+				a->seq = (unsigned long long)YAJL_GET_INTEGER(s);
+			yajl_tree_free(v);
+		}
+	}
+	free(data);
+	return 0;
+}
+
+static int
+open_file(struct audit *a, struct buf *err)
+{
+	a->fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (a->fd == -1) {
+		buf_printf(err, "audit: cannot open %s: %s", a->path,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* SIGUSR1: the old file was renamed; the new one chains from its last
+ * line and counts seq from 1. */
+static void
+do_reopen(struct audit *a)
+{
+	struct buf err;
+	int old = a->fd;
+
+	buf_init(&err);
+	if (open_file(a, &err) == -1) {
+		log_err("%s", err.p);
+		a->fd = old;
+		buf_fini(&err);
+		return;
+	}
+	close(old);
+	a->seq = 0;
+	a->good_size = lseek(a->fd, 0, SEEK_END);
+	buf_fini(&err);
+	log_info("audit: reopened %s", a->path);
+}
+
+/* Takes up to AUDIT_BATCH records off the queue (under mu). */
+static struct entry *
+take_batch(struct audit *a, size_t *n)
+{
+	struct entry *batch = a->head, *e, *last = NULL;
+
+	*n = 0;
+	for (e = a->head; e && *n < AUDIT_BATCH - 1; e = e->next) {
+		last = e;
+		(*n)++;
+		a->nqueued--;
+		a->qbytes -= e->len;
+	}
+	if (last) {
+		a->head = last->next;
+		last->next = NULL;
+		if (a->head == NULL)
+			a->tail = NULL;
+	}
+	return batch;
+}
+
+/* After a failed write: waiting requests fail now; the other records go
+ * back to the front of the queue in their order (under mu). */
+static void
+requeue(struct audit *a, struct entry *batch)
+{
+	struct entry *keep = NULL, *last = NULL, *e, *next;
+
+	for (e = batch; e; e = next) {
+		next = e->next;
+		e->next = NULL;
+		if (e->cb) {
+			done_push(a, e, 0);
+			continue;
+		}
+		if (last)
+			last->next = e;
+		else
+			keep = e;
+		last = e;
+		a->nqueued++;
+		a->qbytes += e->len;
+	}
+	if (keep) {
+		last->next = a->head;
+		if (a->head == NULL)
+			a->tail = last;
+		a->head = keep;
+	}
+}
+
+static void
+writer_main(void *arg)
+{
+	struct audit *a = arg;
+	struct entry *batch, *rec, *e, *next;
+	size_t n;
+	int rc;
+
+	uv_mutex_lock(&a->mu);
+	for (;;) {
+		if (a->head == NULL && !a->stop && !a->reopen) {
+			if (a->faulted)
+				uv_cond_timedwait(&a->cond, &a->mu, 1000000000ull);
+			else if (a->dirty)
+				uv_cond_timedwait(&a->cond, &a->mu, 100000000ull);
+			else
+				uv_cond_wait(&a->cond, &a->mu);
+		}
+		if (a->reopen) {
+			a->reopen = 0;
+			uv_mutex_unlock(&a->mu);
+			do_reopen(a);
+			uv_mutex_lock(&a->mu);
+		}
+		/* interval: sync at least every 100 ms while there is news. */
+		if (a->dirty && time_ms() - a->last_sync >= 100) {
+			uv_mutex_unlock(&a->mu);
+			if (fdatasync(a->fd) == -1)
+				log_err("audit: fdatasync: %s", strerror(errno));
+			a->last_sync = time_ms();
+			uv_mutex_lock(&a->mu);
+			a->dirty = 0;
+		}
+		if (a->head == NULL && (!a->faulted || a->stop))  {
+			if (a->stop)
+				break;
+			continue;
+		}
+		if (a->faulted && a->stop) {
+			a->dropped += a->nqueued;
+			break;
+		}
+		batch = take_batch(a, &n);
+		rec = NULL;
+		if (a->faulted) {
+			/* Recovery starts with a record saying so; it also
+			 * probes whether writing works again. */
+			char dropped[24];
+			snprintf(dropped, sizeof(dropped), "%llu", a->dropped);
+			rec = system_entry(a, "audit-fault", "state",
+			    "recovered", "error", a->fault_reason, "dropped",
+			    dropped, NULL);
+			if (rec) {
+				rec->next = batch;
+				batch = rec;
+				n++;
+			}
+		}
+		uv_mutex_unlock(&a->mu);
+		rc = batch ? write_batch(a, batch, n) : -1;
+		uv_mutex_lock(&a->mu);
+		if (rc == 0) {
+			if (a->faulted)
+				log_info("audit: writing %s again", a->path);
+			a->faulted = 0;
+			a->dropped = 0;
+			a->records += n;
+			for (e = batch; e; e = next) {
+				next = e->next;
+				done_push(a, e, 1);
+			}
+		} else {
+			if (!a->faulted)
+				log_err("audit: %s: %s (refusing requests)",
+				    a->path, a->fault_reason);
+			a->faulted = 1;
+			a->failures++;
+			if (rec) {
+				batch = rec->next;
+				free(rec->body);
+				free(rec);
+			}
+			requeue(a, batch);
+		}
+		if (a->done_head)
+			uv_async_send(&a->async);
+	}
+	uv_mutex_unlock(&a->mu);
+	if (a->dirty)
+		fdatasync(a->fd);
+}
+
+/* On the loop: run the callbacks of records that are durable or failed. */
+static void
+on_async(uv_async_t *h)
+{
+	struct audit *a = h->data;
+	struct entry *e, *next;
+
+	uv_mutex_lock(&a->mu);
+	e = a->done_head;
+	a->done_head = a->done_tail = NULL;
+	uv_mutex_unlock(&a->mu);
+	for (; e; e = next) {
+		next = e->next;
+		e->cb(e->arg, e->ok);
+		free(e->body);
+		free(e);
+	}
+}
+
+static int
+read_key(struct audit *a, const char *file, struct buf *err)
+{
+	unsigned char tmp[4096];
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(file, O_RDONLY | O_CLOEXEC)) == -1) {
+		buf_printf(err, "audit: cannot open %s: %s", file, strerror(errno));
+		return -1;
+	}
+	n = read(fd, tmp, sizeof(tmp));
+	close(fd);
+	while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == '\r'))
+		n--;
+	if (n <= 0) {
+		buf_printf(err, "audit: %s is empty or unreadable", file);
+		return -1;
+	}
+	a->key = malloc((size_t)n);
+	if (a->key == NULL)
+		return -1;
+	memcpy(a->key, tmp, (size_t)n);
+	a->keylen = (size_t)n;
+	OPENSSL_cleanse(tmp, sizeof(tmp));
+	return 0;
+}
+
+struct audit *
+audit_open(const struct conf *c, uv_loop_t *loop, struct buf *err)
+{
+	struct audit *a = calloc(1, sizeof(*a));
+	char torn[65];
+
+	if (a == NULL)
+		return NULL;
+	a->loop = loop;
+	a->conf = c;
+	a->fd = -1;
+	a->path = xstrdup(c->audit.file);
+	a->fsync = c->audit.fsync;
+	if (c->audit.hmac_key_file && read_key(a, c->audit.hmac_key_file,
+	    err) == -1)
+		goto fail;
+	if (open_file(a, err) == -1 || continue_chain(a, torn, err) == -1)
+		goto fail;
+	if (uv_mutex_init(&a->mu) || uv_cond_init(&a->cond)) {
+		buf_printf(err, "audit: cannot create locks");
+		goto fail;
+	}
+	if (uv_async_init(loop, &a->async, on_async)) {
+		buf_printf(err, "audit: uv_async_init failed");
+		goto fail;
+	}
+	a->async.data = a;
+	/* Completions never keep the loop alive on their own. */
+	uv_unref((uv_handle_t *)&a->async);
+	a->last_sync = time_ms();
+	if (uv_thread_create(&a->thread, writer_main, a)) {
+		buf_printf(err, "audit: cannot start the writer thread");
+		uv_close((uv_handle_t *)&a->async, NULL);
+		goto fail;
+	}
+	audit_system(a, "start", "version", WHMGATE_VERSION, "config",
+	    c->file, "config_digest", c->digest, "torn_line_sha256",
+	    torn[0] ? torn : NULL, NULL);
+	return a;
+fail:
+	if (a->fd != -1)
+		close(a->fd);
+	free(a->path);
+	free(a->key);
+	free(a);
+	return NULL;
+}
+
+static void
+on_async_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void
+audit_close(struct audit *a)
+{
+	if (a == NULL)
+		return;
+	uv_mutex_lock(&a->mu);
+	a->stop = 1;
+	uv_cond_signal(&a->cond);
+	uv_mutex_unlock(&a->mu);
+	uv_thread_join(&a->thread);
+	on_async(&a->async);   /* last callbacks, then the handle goes */
+	close(a->fd);
+	uv_mutex_destroy(&a->mu);
+	uv_cond_destroy(&a->cond);
+	free(a->path);
+	if (a->key)
+		OPENSSL_cleanse(a->key, a->keylen);
+	free(a->key);
+	uv_close((uv_handle_t *)&a->async, on_async_closed);
+}
+
+void
+audit_set_conf(struct audit *a, const struct conf *c)
+{
+	uv_mutex_lock(&a->mu);
+	a->conf = c;
+	uv_mutex_unlock(&a->mu);
+}
+
+int
+audit_writable(struct audit *a)
+{
+	int ok;
+
+	uv_mutex_lock(&a->mu);
+	ok = !a->faulted;
+	uv_mutex_unlock(&a->mu);
+	return ok;
+}
+
+void
+audit_reopen(struct audit *a)
+{
+	uv_mutex_lock(&a->mu);
+	a->reopen = 1;
+	uv_cond_signal(&a->cond);
+	uv_mutex_unlock(&a->mu);
+}
+
+unsigned long long
+audit_records_total(struct audit *a)
+{
+	unsigned long long n;
+
+	uv_mutex_lock(&a->mu);
+	n = a->records;
+	uv_mutex_unlock(&a->mu);
+	return n;
+}
+
+unsigned long long
+audit_failures_total(struct audit *a)
+{
+	unsigned long long n;
+
+	uv_mutex_lock(&a->mu);
+	n = a->failures;
+	uv_mutex_unlock(&a->mu);
+	return n;
+}
+
+/* ---- verification ---- */
+
+static int
+verify_fail(const char *file, unsigned long line, const char *why)
+{
+	printf("BROKEN: %s:%lu: %s\n", file, line, why);
+	return -1;
+}
+
+int
+audit_verify(char **files, int nfiles, const char *keyfile)
+{
+	struct audit a;
+	struct buf err;
+	unsigned char last[32];
+	char hex[65], *line = NULL;
+	unsigned long long prev_seq = 0, total = 0;
+	unsigned long lineno;
+	size_t cap = 0;
+	ssize_t n;
+	int have_last = 0, i, rc = 0;
+	FILE *f;
+
+	memset(&a, 0, sizeof(a));
+	buf_init(&err);
+	if (keyfile && read_key(&a, keyfile, &err) == -1) {
+		fprintf(stderr, "%s\n", err.p ? err.p : "cannot read key");
+		buf_fini(&err);
+		return -1;
+	}
+	buf_fini(&err);
+	for (i = 0; i < nfiles && rc == 0; i++) {
+		if ((f = fopen(files[i], "r")) == NULL) {
+			rc = verify_fail(files[i], 0, strerror(errno));
+			break;
+		}
+		lineno = 0;
+		while (rc == 0 && (n = getline(&line, &cap, f)) != -1) {
+			yajl_val v, p, s;
+			lineno++;
+			if (n == 0 || line[n - 1] != '\n') {
+				rc = verify_fail(files[i], lineno,
+				    "incomplete last line (torn write)");
+				break;
+			}
+			line[--n] = '\0';
+			if (memchr(line, '\0', (size_t)n) ||
+			    (v = yajl_tree_parse(line, NULL, 0)) == NULL) {
+				rc = verify_fail(files[i], lineno, "not a JSON object");
+				break;
+			}
+			p = yajl_tree_get(v, (const char *[]){ "prev", NULL },
+			    yajl_t_string);
+			s = yajl_tree_get(v, (const char *[]){ "seq", NULL },
+			    yajl_t_number);
+			if (p == NULL || s == NULL || !YAJL_IS_INTEGER(s))
+				rc = verify_fail(files[i], lineno,
+				    "no prev or seq field");
+			else if (have_last && (hex_encode(last, 32, hex),
+			    strcmp(hex, p->u.string) != 0))
+				rc = verify_fail(files[i], lineno, "prev does not "
+				    "match the previous line (edited, deleted, "
+				    "inserted or reordered)");
+			else if (lineno > 1 && (unsigned long long)
+			    YAJL_GET_INTEGER(s) != prev_seq + 1)
+				rc = verify_fail(files[i], lineno,
+				    "seq is not the previous seq + 1");
+			if (s && YAJL_IS_INTEGER(s))
+				prev_seq = (unsigned long long)YAJL_GET_INTEGER(s);
+			yajl_tree_free(v);
+			chain_hash(&a, line, (size_t)n, last);
+			have_last = 1;
+			total++;
+		}
+		fclose(f);
+	}
+	free(line);
+	if (a.key) {
+		OPENSSL_cleanse(a.key, a.keylen);
+		free(a.key);
+	}
+	if (rc == 0) {
+		hex_encode(last, 32, hex);
+		printf("OK: %llu records in %d file(s), chain intact; last "
+		    "line hash %s\n", total, nfiles, have_last ? hex : "-");
+	}
+	return rc;
+}

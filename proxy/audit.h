@@ -1,0 +1,82 @@
+/* audit.h - the audit trail (SPEC section 7).
+ *
+ * Records are built on the event loop (audit_record) as JSON with yajl and
+ * handed to one writer thread, which numbers them (seq), chains them (prev),
+ * writes them with writev, syncs per audit.fsync, and reports durability
+ * back to the loop. Requests that must not go upstream before their record
+ * is durable pass a callback; others pass none. */
+#ifndef WHMGATE_AUDIT_H
+#define WHMGATE_AUDIT_H
+
+#include <stddef.h>
+#include <uv.h>
+
+struct conf;
+struct call;
+struct outcome;
+struct buf;
+
+/* Called on the loop once the record is durable (ok = 1) or could not be
+ * written (ok = 0). */
+typedef void (*audit_cb)(void *arg, int ok);
+
+/* What a request/response/deny record says. Absent fields: NULL / -1. */
+struct audit_event {
+	const char *type;           /* "request", "response", "deny" */
+	const char *id;
+	const char *client_id;
+	const char *ip;
+	int port;
+	const char *auth;
+	const char *method, *path;
+	int status;                 /* http.status; 0: omit */
+	const char *function;
+	const char *whm_user;
+	const struct call *call;    /* parsed call, if it got that far */
+	int with_params;
+	const struct outcome *outcome;
+	int decision;               /* 1 allow, 0 deny, -1 omit */
+	const char *rule, *code, *reason;
+	int up_status;              /* upstream block when up_status >= 0 */
+	double up_ms;
+	unsigned long long up_bytes;
+	const char *up_error;
+	double ms;                  /* total; < 0: omit */
+};
+
+struct audit;
+
+/* Opens (or continues) the trail in conf's audit.file and starts the
+ * writer. Returns NULL with a message in err. */
+struct audit *audit_open(const struct conf *c, uv_loop_t *loop,
+    struct buf *err);
+/* Writes nothing more, joins the writer after it drained the queue. */
+void audit_close(struct audit *a);
+/* Uses conf c for redaction and the instance name from now on. The caller
+ * keeps c alive until the next audit_set_conf or audit_close. */
+void audit_set_conf(struct audit *a, const struct conf *c);
+
+/* Appends a record. cb (may be NULL) runs on the loop when it is durable
+ * or failed. Returns 0, or -1 when the record was not queued (trail
+ * faulted and queue full, or out of memory); cb is then not called. */
+int audit_record(struct audit *a, const struct audit_event *ev, audit_cb cb,
+    void *arg);
+/* A system record: event "start", "stop", "reload", ... with optional
+ * string detail fields (name/value pairs, NULL-terminated). */
+int audit_system(struct audit *a, const char *event, ...);
+/* 1 while the trail can be written. */
+int audit_writable(struct audit *a);
+/* Asks the writer to reopen the file (SIGUSR1, after logrotate). */
+void audit_reopen(struct audit *a);
+/* Counters for metrics. */
+unsigned long long audit_records_total(struct audit *a);
+unsigned long long audit_failures_total(struct audit *a);
+
+/* Checks files as one chain. Prints a summary or the first broken line on
+ * out. Returns 0 if intact. keyfile: NULL for plain SHA-256. */
+int audit_verify(char **files, int nfiles, const char *keyfile);
+
+/* 1 if a parameter of this name is recorded redacted. */
+int audit_redacted_name(const struct conf *c, const char *base);
+
+#endif

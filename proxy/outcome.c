@@ -1,0 +1,214 @@
+/* outcome.c - see outcome.h.
+ *
+ * Depth is tracked so that decoys do not count: a "metadata" object nested
+ * inside data (an account named "metadata", say) is not the envelope's. */
+#include "outcome.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A single token larger than this would make yajl buffer it whole. */
+#define OUTCOME_MAX_TOKEN (4 * 1024 * 1024)
+
+static struct outcome *
+oc(void *ctx)
+{
+	struct outcome *o = ctx;
+
+	o->since_event = 0;
+	return o;
+}
+
+static int
+key_is(const struct outcome *o, int d, const char *k)
+{
+	return d < o->depth && !o->f[d].is_array && strcmp(o->f[d].key, k) == 0;
+}
+
+/* A scalar arrived at the current depth: is it one we want? */
+static void
+scalar(struct outcome *o, const char *s, size_t n, int is_string)
+{
+	long v = -1;
+	char tmp[24];
+
+	if (n < sizeof(tmp)) {
+		memcpy(tmp, s, n);
+		tmp[n] = '\0';
+		v = strtol(tmp, NULL, 10);
+		if (n == 0)
+			v = -1;
+	}
+	/* metadata.result / metadata.reason */
+	if (o->depth == 2 && key_is(o, 0, "metadata")) {
+		if (key_is(o, 1, "result") && !is_string)
+			o->result = v ? 1 : 0;
+		else if (key_is(o, 1, "result") && is_string && n < sizeof(tmp))
+			o->result = v ? 1 : 0;
+		else if (key_is(o, 1, "reason") && is_string) {
+			if (n >= sizeof(o->reason))
+				n = sizeof(o->reason) - 1;
+			memcpy(o->reason, s, n);
+			o->reason[n] = '\0';
+			o->has_reason = 1;
+		}
+	}
+	/* data.uapi.status */
+	if (o->depth == 3 && key_is(o, 0, "data") && key_is(o, 1, "uapi") &&
+	    key_is(o, 2, "status"))
+		o->uapi_status = v ? 1 : 0;
+	/* data.result[i].metadata.result (batch) */
+	if (o->depth == 5 && key_is(o, 0, "data") && key_is(o, 1, "result") &&
+	    o->f[2].is_array && key_is(o, 3, "metadata") &&
+	    key_is(o, 4, "result") && o->f[2].index >= 0 &&
+	    o->f[2].index < OUTCOME_MAX_SUBS) {
+		o->sub_result[o->f[2].index] = v ? 1 : 0;
+		if ((size_t)o->f[2].index + 1 > o->nsubs)
+			o->nsubs = (size_t)o->f[2].index + 1;
+	}
+}
+
+/* Every value in an array advances its index. */
+static void
+value_begins(struct outcome *o)
+{
+	if (o->depth > 0 && o->f[o->depth - 1].is_array)
+		o->f[o->depth - 1].index++;
+}
+
+static int
+on_null(void *ctx)
+{
+	struct outcome *o = oc(ctx);
+
+	value_begins(o);
+	return 1;
+}
+
+static int
+on_bool(void *ctx, int b)
+{
+	struct outcome *o = oc(ctx);
+
+	value_begins(o);
+	scalar(o, b ? "1" : "0", 1, 0);
+	return 1;
+}
+
+static int
+on_number(void *ctx, const char *s, size_t n)
+{
+	struct outcome *o = oc(ctx);
+
+	value_begins(o);
+	scalar(o, s, n, 0);
+	return 1;
+}
+
+static int
+on_string(void *ctx, const unsigned char *s, size_t n)
+{
+	struct outcome *o = oc(ctx);
+
+	value_begins(o);
+	scalar(o, (const char *)s, n, 1);
+	return 1;
+}
+
+static int
+push(struct outcome *o, int is_array)
+{
+	value_begins(o);
+	if (o->depth == OUTCOME_MAX_DEPTH)
+		return 0;          /* cancels the parse: too deep to matter */
+	o->f[o->depth].is_array = is_array;
+	o->f[o->depth].index = -1;
+	o->f[o->depth].key[0] = '\0';
+	o->depth++;
+	return 1;
+}
+
+static int
+on_start_map(void *ctx)
+{
+	return push(oc(ctx), 0);
+}
+
+static int
+on_start_array(void *ctx)
+{
+	return push(oc(ctx), 1);
+}
+
+static int
+on_end(void *ctx)
+{
+	struct outcome *o = oc(ctx);
+
+	if (o->depth > 0)
+		o->depth--;
+	return 1;
+}
+
+static int
+on_key(void *ctx, const unsigned char *k, size_t n)
+{
+	struct outcome *o = oc(ctx);
+	char *key = o->f[o->depth - 1].key;
+
+	if (n < sizeof(o->f[0].key)) {
+		memcpy(key, k, n);
+		key[n] = '\0';
+	} else {
+		strcpy(key, "~");
+	}
+	return 1;
+}
+
+static const yajl_callbacks callbacks = {
+	on_null, on_bool, NULL, NULL, on_number, on_string,
+	on_start_map, on_key, on_end, on_start_array, on_end
+};
+
+int
+outcome_init(struct outcome *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->result = -1;
+	o->uapi_status = -1;
+	for (size_t i = 0; i < OUTCOME_MAX_SUBS; i++)
+		o->sub_result[i] = -1;
+	o->h = yajl_alloc(&callbacks, NULL, o);
+	if (o->h == NULL)
+		return -1;
+	return 0;
+}
+
+void
+outcome_fini(struct outcome *o)
+{
+	if (o->h)
+		yajl_free(o->h);
+	o->h = NULL;
+}
+
+void
+outcome_feed(struct outcome *o, const char *p, size_t n)
+{
+	if (o->failed || o->done || o->h == NULL)
+		return;
+	o->since_event += n;
+	if (yajl_parse(o->h, (const unsigned char *)p, n) != yajl_status_ok ||
+	    o->since_event > OUTCOME_MAX_TOKEN)
+		o->failed = 1;
+}
+
+void
+outcome_finish(struct outcome *o)
+{
+	if (o->failed || o->done || o->h == NULL)
+		return;
+	if (yajl_complete_parse(o->h) != yajl_status_ok)
+		o->failed = 1;
+	o->done = 1;
+}

@@ -1,0 +1,45 @@
+/* outcome.h - reads WHM's own verdict out of a response body while it is
+ * relayed: metadata.result and metadata.reason wherever they stand in the
+ * top-level object, data.uapi.status for uapi_cpanel, and each batch
+ * sub-call's data.result[i].metadata.result. Streaming (yajl's callback
+ * parser), any chunking, bounded memory: the body is never buffered. */
+#ifndef WHMGATE_OUTCOME_H
+#define WHMGATE_OUTCOME_H
+
+#include <stddef.h>
+#include <yajl/yajl_parse.h>
+
+#define OUTCOME_MAX_DEPTH 64
+#define OUTCOME_MAX_SUBS 256
+#define OUTCOME_REASON 512
+
+struct outcome_frame {
+	int is_array;
+	long index;
+	char key[16];   /* only short keys matter; longer ones are "~" */
+};
+
+struct outcome {
+	yajl_handle h;
+	int depth;
+	struct outcome_frame f[OUTCOME_MAX_DEPTH];
+	size_t since_event;       /* bytes fed since the last parser event */
+	int failed;               /* 1: not JSON (or gave up); stop feeding */
+	int done;
+	int result;               /* metadata.result: -1 unknown */
+	int uapi_status;          /* data.uapi.status: -1 unknown */
+	char reason[OUTCOME_REASON];
+	int has_reason;
+	int sub_result[OUTCOME_MAX_SUBS];
+	size_t nsubs;
+};
+
+/* Returns 0, -1 if the parser could not be allocated. */
+int outcome_init(struct outcome *o);
+void outcome_fini(struct outcome *o);
+void outcome_feed(struct outcome *o, const char *p, size_t n);
+/* Call at the end of the body; after it, o->failed says whether the body
+ * was a complete JSON document. */
+void outcome_finish(struct outcome *o);
+
+#endif

@@ -1,0 +1,76 @@
+/* params.h - WHM parameters: form/query decoding, the meta-call structure
+ * (batch sub-calls, cpanel/uapi_cpanel targets) and the rebuilt encoding.
+ * Pure: no sockets, no config. All strings live in the caller's arena.
+ * SPEC section 4 gives the rules; every refusal here is a 400. */
+#ifndef WHMGATE_PARAMS_H
+#define WHMGATE_PARAMS_H
+
+#include <stddef.h>
+
+#include "util.h"
+
+struct param {
+	char *name;      /* decoded, as sent: "user", "user-2" */
+	char *base;      /* without a -N suffix: "user" */
+	char *value;     /* decoded */
+	int indexed;     /* 1 if the name had a -N suffix */
+};
+
+struct params {
+	struct param *v;
+	size_t n, cap;
+};
+
+enum call_kind { CALL_PLAIN, CALL_BATCH, CALL_CPANEL, CALL_UAPI };
+
+/* One batch sub-call. */
+struct subcall {
+	char *function;
+	const char *rule_name;     /* fn, or cpanel:M::f for a cpanel sub-call */
+	struct params params;
+};
+
+/* A call as whmgate understands it, after all 400-class checks. */
+struct call {
+	enum call_kind kind;
+	const char *function;      /* outer function */
+	struct params params;      /* outer parameters as received */
+	struct subcall *subs;      /* CALL_BATCH, in WHM's order */
+	size_t nsubs;
+	const char *module, *func, *cuser;  /* CALL_CPANEL / CALL_UAPI */
+	const char *rule_name;     /* the allow entry: fn or cpanel:M::f */
+	int add_api_version;       /* api.version absent: whmgate adds it */
+};
+
+/* Decodes "a=b&c=d" (query or form body) and appends to ps. Returns 0, or
+ * -1 with *why. */
+int params_parse(struct arena *a, struct params *ps, const char *s, size_t len,
+    const char **why);
+/* Number of params whose base name is name; with plain_only, only those
+ * sent without a -N suffix. */
+size_t params_count(const struct params *ps, const char *base, int plain_only);
+/* The value of the plain (unsuffixed) name, or NULL. */
+const char *params_get(const struct params *ps, const char *name);
+
+/* Checks a body for the bytes WHM would read differently (raw CR, LF, NUL).
+ * Returns 0 or -1. */
+int params_body_ok(const char *body, size_t len);
+
+/* Builds a call from the function and its merged parameters: duplicate
+ * names, api.version, batch and cpanel structure. Returns 0, or -1 with
+ * *why (a 400). */
+int call_parse(struct arena *a, struct call *c, const char *function,
+    const char **why);
+
+/* The rebuilt form encoding of what whmgate forwards: the outer parameters
+ * (batch commands re-encoded as command-0, command-1, ...), api.version=1
+ * added when absent. Appends to out. */
+int call_encode(const struct call *c, struct buf *out);
+
+/* Appends the application/x-www-form-urlencoded form of s. */
+int form_escape(struct buf *out, const char *s);
+
+/* 1 if s is a function name: ^[a-z0-9_]+$ */
+int params_valid_function(const char *s);
+
+#endif

@@ -1,0 +1,490 @@
+/* upstream.c - see upstream.h.
+ *
+ * Ownership: struct upstream_req is owned by this module from start until
+ * its completion is drained from curl_multi_info_read (or a cancel), and
+ * freed there. curl's rules: no add/remove of handles from inside curl's
+ * callbacks, so a cancel issued from inside one (u->depth > 0) is deferred
+ * to the end of the curl call that is running. */
+#include "upstream.h"
+#include "conf.h"
+#include "log.h"
+#include "util.h"
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct upstream {
+	uv_loop_t *loop;
+	CURLM *multi;
+	uv_timer_t timer;
+	int depth;                  /* > 0 while inside a curl call */
+	struct upstream_req *reap;  /* cancelled inside a curl call */
+};
+
+struct upstream_req {
+	struct upstream *u;
+	CURL *easy;
+	struct curl_slist *hdrs;
+	char *body;
+	const struct upstream_ops *ops;
+	void *arg;
+	int status;
+	int head_done;
+	int cancelled;
+	long long clen;
+	char ctype[128];
+	unsigned long long bytes;
+	double t0;
+	struct upstream_req *next_reap;
+};
+
+struct up_sock {
+	uv_poll_t poll;
+	struct upstream *u;
+	curl_socket_t fd;
+};
+
+static void check_done(struct upstream *u);
+
+static void
+req_free(struct upstream_req *r)
+{
+	struct curl_slist *h;
+
+	if (r->easy)
+		curl_easy_cleanup(r->easy);
+	/* The Authorization header holds the WHM token. */
+	for (h = r->hdrs; h; h = h->next)
+		OPENSSL_cleanse(h->data, strlen(h->data));
+	curl_slist_free_all(r->hdrs);
+	free(r->body);
+	free(r);
+}
+
+/* Frees requests cancelled while curl was running. */
+static void
+reap(struct upstream *u)
+{
+	struct upstream_req *r;
+
+	while (u->depth == 0 && (r = u->reap) != NULL) {
+		u->reap = r->next_reap;
+		curl_multi_remove_handle(u->multi, r->easy);
+		req_free(r);
+	}
+}
+
+static void
+socket_action(struct upstream *u, curl_socket_t fd, int flags)
+{
+	int running;
+
+	u->depth++;
+	curl_multi_socket_action(u->multi, fd, flags, &running);
+	u->depth--;
+	check_done(u);
+	reap(u);
+}
+
+static void
+on_poll(uv_poll_t *h, int status, int events)
+{
+	struct up_sock *s = h->data;
+	int flags = 0;
+
+	if (status < 0)
+		flags = CURL_CSELECT_ERR;
+	if (events & UV_READABLE)
+		flags |= CURL_CSELECT_IN;
+	if (events & UV_WRITABLE)
+		flags |= CURL_CSELECT_OUT;
+	socket_action(s->u, s->fd, flags);
+}
+
+static void
+on_timer(uv_timer_t *h)
+{
+	socket_action(h->data, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static void
+on_sock_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static int
+on_curl_socket(CURL *e, curl_socket_t fd, int action, void *userp,
+    void *socketp)
+{
+	struct upstream *u = userp;
+	struct up_sock *s = socketp;
+	int events = 0;
+
+	(void)e;
+	if (action == CURL_POLL_REMOVE) {
+		if (s) {
+			uv_poll_stop(&s->poll);
+			uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+			curl_multi_assign(u->multi, fd, NULL);
+		}
+		return 0;
+	}
+	if (s == NULL) {
+		if ((s = calloc(1, sizeof(*s))) == NULL)
+			return -1;
+		s->u = u;
+		s->fd = fd;
+		if (uv_poll_init_socket(u->loop, &s->poll, fd) != 0) {
+			free(s);
+			return -1;
+		}
+		s->poll.data = s;
+		curl_multi_assign(u->multi, fd, s);
+	}
+	if (action == CURL_POLL_IN || action == CURL_POLL_INOUT)
+		events |= UV_READABLE;
+	if (action == CURL_POLL_OUT || action == CURL_POLL_INOUT)
+		events |= UV_WRITABLE;
+	uv_poll_start(&s->poll, events, on_poll);
+	return 0;
+}
+
+static int
+on_curl_timer(CURLM *m, long ms, void *userp)
+{
+	struct upstream *u = userp;
+
+	(void)m;
+	if (ms < 0)
+		uv_timer_stop(&u->timer);
+	else
+		uv_timer_start(&u->timer, on_timer, (uint64_t)ms, 0);
+	return 0;
+}
+
+struct upstream *
+upstream_new(uv_loop_t *loop, const struct conf *c)
+{
+	struct upstream *u = calloc(1, sizeof(*u));
+
+	if (u == NULL)
+		return NULL;
+	u->loop = loop;
+	if ((u->multi = curl_multi_init()) == NULL) {
+		free(u);
+		return NULL;
+	}
+	uv_timer_init(loop, &u->timer);
+	u->timer.data = u;
+	curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+	curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+	curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+	curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+	upstream_set_conf(u, c);
+	return u;
+}
+
+void
+upstream_set_conf(struct upstream *u, const struct conf *c)
+{
+	curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+	    c->upstream.max_connections);
+	curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS,
+	    c->upstream.max_connections);
+}
+
+static void
+on_timer_closed(uv_handle_t *h)
+{
+	struct upstream *u = h->data;
+
+	free(u);
+}
+
+void
+upstream_free(struct upstream *u)
+{
+	if (u == NULL)
+		return;
+	reap(u);
+	/* Closing the multi handle closes its sockets through
+	 * on_curl_socket(REMOVE), which closes their poll handles. */
+	curl_multi_cleanup(u->multi);
+	uv_close((uv_handle_t *)&u->timer, on_timer_closed);
+}
+
+static size_t
+on_header(char *p, size_t size, size_t n, void *ud)
+{
+	struct upstream_req *r = ud;
+	size_t len = size * n, vl;
+	const char *v;
+	char num[24];
+
+	if (r->cancelled)
+		return 0;
+	if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+		/* A new status line: an earlier 1xx head is forgotten. */
+		r->status = 0;
+		r->clen = -1;
+		r->ctype[0] = '\0';
+		v = memchr(p, ' ', len);
+		if (v && (size_t)(p + len - v) > 4)
+			r->status = atoi(v + 1);
+		return len;
+	}
+	if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
+		if (r->status >= 200 && !r->head_done) {
+			r->head_done = 1;
+			r->ops->on_head(r->arg, r->status, r->ctype, r->clen);
+		}
+		return len;
+	}
+	if (len > 13 && strncasecmp(p, "Content-Type:", 13) == 0) {
+		v = p + 13;
+		while (v < p + len && (*v == ' ' || *v == '\t'))
+			v++;
+		vl = (size_t)(p + len - v);
+		while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' ||
+		    v[vl - 1] == ' '))
+			vl--;
+		if (vl >= sizeof(r->ctype))
+			vl = sizeof(r->ctype) - 1;
+		/* Relayed to the client: printable ASCII only. */
+		for (size_t i = 0; i < vl; i++)
+			r->ctype[i] = (v[i] >= 0x20 && v[i] < 0x7f) ? v[i] : '?';
+		r->ctype[vl] = '\0';
+	} else if (len > 15 && strncasecmp(p, "Content-Length:", 15) == 0) {
+		vl = len - 15 < sizeof(num) - 1 ? len - 15 : sizeof(num) - 1;
+		memcpy(num, p + 15, vl);
+		num[vl] = '\0';
+		r->clen = strtoll(num, NULL, 10);
+	}
+	return len;
+}
+
+static size_t
+on_write(char *p, size_t size, size_t n, void *ud)
+{
+	struct upstream_req *r = ud;
+	size_t len = size * n;
+
+	if (r->cancelled)
+		return 0;          /* makes curl abort the transfer */
+	if (!r->head_done) {
+		/* Body before a final head cannot happen with HTTP/1.1;
+		 * treat it as a broken upstream. */
+		return 0;
+	}
+	if (len == 0)
+		return 0;
+	if (r->ops->on_data(r->arg, p, len))
+		return CURL_WRITEFUNC_PAUSE;
+	r->bytes += len;
+	return len;
+}
+
+static void
+classify(struct upstream_req *r, CURLcode rc, struct upstream_result *res)
+{
+	curl_off_t pre = 0;
+
+	res->detail = curl_easy_strerror(rc);
+	switch (rc) {
+	case CURLE_OK:
+		return;
+	case CURLE_OPERATION_TIMEDOUT:
+		/* Before the request was sent (connect, TLS, waiting for a
+		 * pooled connection) WHM was unavailable; after, it was slow. */
+		curl_easy_getinfo(r->easy, CURLINFO_PRETRANSFER_TIME_T, &pre);
+		if (pre == 0) {
+			res->err_status = 502;
+			res->err_code = "upstream_unavailable";
+			res->kind = "connect";
+		} else {
+			res->err_status = 504;
+			res->err_code = "upstream_timeout";
+			res->kind = "timeout";
+		}
+		return;
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+		res->kind = "connect";
+		break;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+		res->kind = "tls";
+		break;
+	default:
+		res->kind = "reset";
+		break;
+	}
+	res->err_status = 502;
+	res->err_code = "upstream_unavailable";
+}
+
+static void
+check_done(struct upstream *u)
+{
+	struct upstream_result res;
+	struct upstream_req *r;
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(u->multi, &left)) != NULL) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+		curl_multi_remove_handle(u->multi, r->easy);
+		if (!r->cancelled) {
+			memset(&res, 0, sizeof(res));
+			res.status = r->status;
+			res.bytes = r->bytes;
+			res.ms = time_ms() - r->t0;
+			classify(r, m->data.result, &res);
+			r->cancelled = 1;     /* no callback after on_done */
+			r->ops->on_done(r->arg, &res);
+		}
+		/* A cancel inside on_done put it on the reap list already. */
+		if (!r->next_reap && u->reap != r)
+			req_free(r);
+	}
+}
+
+/* Appends "name: value" ("name:" alone removes a header curl would add). */
+static int
+add_header(struct upstream_req *r, const char *name, const char *value)
+{
+	struct curl_slist *l;
+	struct buf h;
+
+	buf_init(&h);
+	if (buf_adds(&h, name) == -1 || buf_addc(&h, ':') == -1 ||
+	    (value && (buf_addc(&h, ' ') == -1 || buf_adds(&h, value) == -1))) {
+		buf_fini(&h);
+		return -1;
+	}
+	l = curl_slist_append(r->hdrs, h.p);
+	OPENSSL_cleanse(h.p, h.len);
+	buf_fini(&h);
+	if (l == NULL)
+		return -1;
+	r->hdrs = l;
+	return 0;
+}
+
+struct upstream_req *
+upstream_start(struct upstream *u, const struct conf *c,
+    const struct client *cl, const struct upstream_call *call,
+    const struct upstream_ops *ops, void *arg)
+{
+	struct upstream_req *r = calloc(1, sizeof(*r));
+	CURL *e;
+	int rc = 0;
+
+	if (r == NULL)
+		return NULL;
+	r->u = u;
+	r->ops = ops;
+	r->arg = arg;
+	r->clen = -1;
+	r->t0 = time_ms();
+	if ((e = r->easy = curl_easy_init()) == NULL)
+		goto fail;
+	/* Exactly the headers of SPEC section 5; curl's own Accept and
+	 * Expect are replaced or removed. */
+	{
+		struct buf auth;
+		buf_init(&auth);
+		rc |= buf_printf(&auth, "whm %s:%s", cl->whm_user, cl->whm_token);
+		rc |= add_header(r, "Authorization", auth.p);
+		if (auth.p)
+			OPENSSL_cleanse(auth.p, auth.len);
+		buf_fini(&auth);
+	}
+	rc |= add_header(r, "Accept", "application/json");
+	rc |= add_header(r, "User-Agent", "whmgate/" WHMGATE_VERSION);
+	rc |= add_header(r, "X-Request-Id", call->request_id);
+	rc |= add_header(r, "Expect", NULL);
+	if (call->body) {
+		rc |= add_header(r, "Content-Type",
+		    "application/x-www-form-urlencoded");
+		if ((r->body = malloc(call->body_len + 1)) == NULL)
+			goto fail;
+		memcpy(r->body, call->body, call->body_len);
+		r->body[call->body_len] = '\0';
+	}
+	if (rc)
+		goto fail;
+	curl_easy_setopt(e, CURLOPT_URL, call->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->upstream.connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->upstream.timeout_ms);
+	if (c->upstream.ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, c->upstream.ca_file);
+	if (c->upstream.pinned_pubkey)
+		curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, c->upstream.pinned_pubkey);
+	if (c->upstream.insecure_skip_verify) {
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	if (call->body) {
+		curl_easy_setopt(e, CURLOPT_POST, 1L);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)call->body_len);
+	}
+	if (curl_multi_add_handle(u->multi, e) != CURLM_OK)
+		goto fail;
+	return r;
+fail:
+	req_free(r);
+	return NULL;
+}
+
+void
+upstream_resume(struct upstream_req *r)
+{
+	struct upstream *u = r->u;
+
+	/* curl may deliver the held piece from inside this call. */
+	u->depth++;
+	curl_easy_pause(r->easy, CURLPAUSE_CONT);
+	u->depth--;
+	check_done(u);
+	reap(u);
+}
+
+void
+upstream_cancel(struct upstream_req *r)
+{
+	struct upstream *u = r->u;
+
+	if (r->cancelled && r->ops == NULL)
+		return;
+	r->cancelled = 1;
+	r->ops = NULL;
+	if (u->depth > 0) {
+		r->next_reap = u->reap;
+		u->reap = r;
+		return;
+	}
+	curl_multi_remove_handle(u->multi, r->easy);
+	req_free(r);
+}
