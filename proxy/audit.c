@@ -683,7 +683,7 @@ continue_chain(struct audit *a, char *torn_hex, struct buf *err)
 static int
 open_file(struct audit *a, struct buf *err)
 {
-	a->fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	a->fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	if (a->fd == -1) {
 		buf_printf(err, "audit: cannot open %s: %s", a->path,
 		    strerror(errno));

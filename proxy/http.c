@@ -184,9 +184,11 @@ on_header_value(llhttp_t *p, const char *at, size_t n)
 
 	if (count_header_bytes(hp, n))
 		return HPE_USER;
-	/* A value never holds CR or LF unless it was folded (obs-fold),
-	 * which WHM and intermediaries unfold differently. */
-	if (memchr(at, '\r', n) || memchr(at, '\n', n))
+	/* llhttp hands a folded continuation line (obs-fold) over as one
+	 * more piece of the value, starting right after the LF. WHM and
+	 * intermediaries unfold such lines differently: refuse them. */
+	if ((at > hp->exec_start ? at[-1] : hp->prev_byte) == '\n' ||
+	    memchr(at, '\r', n) || memchr(at, '\n', n))
 		return fail(hp, 400, "folded header field (obs-fold)");
 	if (buf_add(&hp->value, at, n) == -1)
 		return fail(hp, 431, "out of memory");
@@ -351,6 +353,7 @@ http_feed(struct http_parser *hp, const char *data, size_t len, size_t *used)
 		return HEV_ERROR;
 	if (hp->msg_done)
 		return HEV_DONE;
+	hp->exec_start = data;
 	e = llhttp_execute(&hp->p, data, len);
 	if (e == HPE_OK) {
 		n = len;
@@ -367,6 +370,8 @@ http_feed(struct http_parser *hp, const char *data, size_t len, size_t *used)
 		return HEV_ERROR;
 	}
 	*used = n;
+	if (n > 0)
+		hp->prev_byte = data[n - 1];
 	if (hp->head_done && !hp->head_reported) {
 		/* Paused in on_headers_complete: the caller decides before
 		 * any body byte is read. */

@@ -47,6 +47,8 @@ struct http_parser {
 	size_t header_bytes, body_wire_bytes, ext_bytes;
 	struct buf field, value; /* the header being assembled */
 	int head_done, head_reported, msg_done;
+	const char *exec_start;  /* the buffer being parsed, for look-behind */
+	char prev_byte;          /* last byte of the previous buffer */
 	int status;              /* on HEV_ERROR: 400, 413 or 431 */
 	const char *reason;
 };

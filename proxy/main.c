@@ -249,6 +249,8 @@ main(int argc, char **argv)
 	srv.loop = uv_default_loop();
 	if ((srv.audit = audit_open(srv.conf, srv.loop, &errs)) == NULL) {
 		log_err("%s", errs.p ? errs.p : "audit: cannot open");
+		buf_fini(&errs);
+		conf_unref(srv.conf);
 		return 1;
 	}
 	if ((srv.up = upstream_new(srv.loop, srv.conf)) == NULL ||
