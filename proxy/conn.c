@@ -44,6 +44,7 @@
 #define READ_CHUNK 65536
 #define OUT_HIGH (256 * 1024)   /* pause WHM above this many unsent bytes */
 #define OUT_LOW (64 * 1024)     /* resume below */
+#define IN_CAP (2 * READ_CHUNK)  /* pipelined bytes held while a request runs */
 #define LINGER_MS 2000
 #define LINGER_BYTES (1 << 20)
 
@@ -92,6 +93,8 @@ struct req {
 	struct outcome oc;
 	int head_sent, chunked, paused, recorded, counted_inflight;
 	int status;
+	double t_up;               /* when the upstream call started */
+	unsigned long long relayed; /* body bytes passed to the client */
 };
 
 static void conn_feed(struct conn *c);
@@ -438,7 +441,6 @@ req_refuse(struct req *r, int status, const char *code, const char *reason,
 
 	if (close)
 		c->close_after = 1;
-	uv_read_stop((uv_stream_t *)&c->tcp);
 	req_deny_record(r, status, code, reason);
 	send_error(r, status, code, reason, retry_after);
 	r->state = R_DONE;
@@ -599,6 +601,7 @@ on_up_data(void *arg, const char *p, size_t n)
 		return 1;
 	}
 	outcome_feed(&r->oc, p, n);
+	r->relayed += n;
 	if (r->chunked) {
 		snprintf(size, sizeof(size), "%zx\r\n", n);
 		rc = conn_write(c, size, strlen(size), p, n, "\r\n", 2);
@@ -686,6 +689,7 @@ on_durable(void *arg, int ok)
 	}
 	call.url = url.p;
 	r->state = R_UPSTREAM;
+	r->t_up = time_ms();
 	if (outcome_init(&r->oc) == -1 ||
 	    (r->up = upstream_start(r->srv->up, r->conf, r->client, &call,
 	    &up_ops, r)) == NULL) {
@@ -848,17 +852,21 @@ conn_feed(struct conn *c)
 			timer_set(c, T_IDLE, (uint64_t)r->conf->limits.idle_timeout_ms);
 			continue;
 		}
-		/* HEV_DONE: stop reading until this request is answered. */
+		/* HEV_DONE. Reading goes on, so a client that leaves is
+		 * noticed (499); bytes it pipelines wait in c->in. */
 		uv_timer_stop(&c->timer);
 		c->timer_kind = T_NONE;
-		uv_read_stop((uv_stream_t *)&c->tcp);
 		if (!r->http.keep_alive)
 			c->close_after = 1;
 		req_message(r);
 		return;
 	}
-	if (!c->closing && !c->lingering && (c->req == NULL ||
-	    c->req->state == R_READ))
+	if (c->closing || c->lingering)
+		return;
+	/* While a request runs, hold at most IN_CAP pipelined bytes. */
+	if (c->req && c->req->state != R_READ && c->in.len - c->in_off > IN_CAP)
+		uv_read_stop((uv_stream_t *)&c->tcp);
+	else
 		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
@@ -984,10 +992,17 @@ conn_close(struct conn *c, const char *why)
 		case R_AUDIT:
 			r->c = NULL;     /* on_durable frees it */
 			break;
-		case R_UPSTREAM:
-			req_response_record(r, 499, NULL, "client_closed");
+		case R_UPSTREAM: {
+			/* What WHM had sent so far, for the record. */
+			struct upstream_result res;
+			memset(&res, 0, sizeof(res));
+			res.status = r->head_sent ? r->status : 0;
+			res.bytes = r->relayed;
+			res.ms = time_ms() - r->t_up;
+			req_response_record(r, 499, &res, "client_closed");
 			req_free(r);
 			break;
+		}
 		case R_READ:
 		case R_DONE:
 			req_free(r);
