@@ -22,7 +22,7 @@ LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 # Debian packages the build, the tests and `make run` need.
 DEB_PKGS = build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev \
-           libyajl-dev node-llhttp curl openssl python3 procps valgrind
+           libyajl-dev node-llhttp curl openssl python3 procps valgrind clang
 
 CORE = util log conf http params auth policy outcome audit
 SRCS_CORE = $(CORE:%=proxy/%.c)
@@ -32,7 +32,7 @@ OBJS_CORE = $(CORE:%=$(BUILD)/%.o) $(LLHTTP_SRCS:%=$(BUILD)/llhttp_%.o)
 OBJS_DAEMON = $(SRCS_DAEMON:proxy/%.c=$(BUILD)/%.o)
 UNIT_TESTS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps run test unit integration clean bench fuzz
+.PHONY: all deps run test unit integration clean bench fuzz fuzz-build
 all: $(BUILD)/whmgate
 
 $(BUILD):
@@ -69,7 +69,34 @@ unit: $(UNIT_TESTS:%=$(BUILD)/%)
 
 test: deps
 	$(MAKE) WERROR=1 all $(UNIT_TESTS:%=$(BUILD)/%)
-	python3 tests/run_all.py --build $(BUILD)
+	$(MAKE) fuzz-build
+	python3 tests/run_all.py --build $(BUILD) --fuzz-seconds 10
+
+# libFuzzer targets (tests/fuzz/fuzz_*.c) over the socket-free modules,
+# built with clang, ASan and UBSan. `make fuzz FUZZ_SECONDS=600` runs each
+# target that long on its seed corpus; findings land in build/fuzz/.
+FUZZ_TARGETS = http params policy conf outcome
+FUZZ_SECONDS ?= 60
+FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS = -std=c11 -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(CPPFLAGS) \
+              $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_OBJS = $(CORE:%=build/fuzz/%.o) $(LLHTTP_SRCS:%=build/fuzz/llhttp_%.o)
+
+build/fuzz/%.o: proxy/%.c proxy/*.h
+	@mkdir -p build/fuzz
+	clang $(FUZZ_CFLAGS) -c -o $@ $<
+
+build/fuzz/llhttp_%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p build/fuzz
+	clang $(FUZZ_CFLAGS) -w -c -o $@ $<
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LIBS)
+
+fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+
+fuzz: deps fuzz-build
+	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf build

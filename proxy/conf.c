@@ -137,13 +137,20 @@ static void
 walk_fields(struct loader *l, yajl_val v, const char *path,
     const struct field *fields, void *arg)
 {
-	size_t i;
+	size_t i, j;
 	const struct field *f;
 	char *p;
 
 	if (expect_object(l, v, path) == -1)
 		return;
 	for (i = 0; i < v->u.object.len; i++) {
+		/* A repeated key was reported by check_duplicates; reading
+		 * it twice would overwrite the first copy's state. */
+		for (j = 0; j < i; j++)
+			if (strcmp(v->u.object.keys[i], v->u.object.keys[j]) == 0)
+				break;
+		if (j < i)
+			continue;
 		p = path_key(path, v->u.object.keys[i]);
 		for (f = fields; f->name; f++)
 			if (strcmp(f->name, v->u.object.keys[i]) == 0)

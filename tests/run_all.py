@@ -37,6 +37,8 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--unit-only", action="store_true")
     ap.add_argument("-k", default=None, help="integration tests matching this")
+    ap.add_argument("--fuzz-seconds", type=int, default=0,
+                    help="run each fuzz target this long (0: skip)")
     a = ap.parse_args()
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)
@@ -46,6 +48,11 @@ def main():
         if not os.access(binary, os.X_OK) or binary.endswith(".o"):
             continue
         p, f = run(os.path.basename(binary), [binary])
+        total_p += p
+        total_f += f
+    if a.fuzz_seconds and not a.unit_only:
+        p, f = run("fuzz", ["tests/fuzz/run.sh", str(a.fuzz_seconds),
+                            "http", "params", "policy", "conf", "outcome"])
         total_p += p
         total_f += f
     if not a.unit_only:

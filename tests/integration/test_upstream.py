@@ -1,0 +1,113 @@
+"""WHM failures and large answers (SPEC section 5)."""
+import socket
+import time
+
+from lib import check_error, check_forwarded, eq, read_response
+
+
+def check_upstream_failure(g, rid, status):
+    """A request and a response record whose upstream block names an error."""
+    req, resp = check_forwarded(g, rid)
+    eq(resp["http"]["status"], status, "response http.status")
+    up = resp.get("upstream") or {}
+    assert isinstance(up.get("error"), str) and up["error"], f"response upstream.error: {up}"
+    return req, resp
+
+
+def test_upstream_unreachable(t):
+    """9. WHM's port refuses connections: 502 upstream_unavailable; the
+    audit has a request and a response naming the error."""
+    hold = socket.socket()          # bound, never listening: connect is refused
+    hold.bind(("127.0.0.1", 0))
+    try:
+        port = hold.getsockname()[1]
+        g = t.gate(t.conf(upstream_url=f"https://127.0.0.1:{port}"))
+        r = g.curl("/json-api/listaccts?api.version=1", auth=f"Bearer {t.key('billing')}")
+        rid = check_error(r, 502, "upstream_unavailable")
+        _, resp = check_upstream_failure(g, rid, 502)
+        eq(resp["upstream"]["status"], None, "response upstream.status")
+        eq(t.standin.requests(), [], "requests the stand-in received")
+    finally:
+        hold.close()
+
+
+def test_upstream_timeout(t):
+    """10. WHM answers after 3 s, timeout_ms is 1 s: 504 upstream_timeout
+    after about a second."""
+    g = t.gate(t.conf(timeout_ms=1000))
+    t.standin.behave(delay_ms=3000)
+    t0 = time.monotonic()
+    r = g.curl("/json-api/listaccts?api.version=1", auth=f"Bearer {t.key('billing')}")
+    took = time.monotonic() - t0
+    rid = check_error(r, 504, "upstream_timeout")
+    assert 0.8 <= took <= 2.5 * t.session.slow, f"504 after {took:.2f} s, want about 1 s"
+    check_upstream_failure(g, rid, 504)
+    eq(len(t.standin.requests()), 1, "requests WHM received (the call was sent)")
+
+
+def test_upstream_untrusted_certificate(t):
+    """11. WHM presents a certificate whmgate does not trust: 502, and the
+    untrusted server never sees the request (nor the token)."""
+    bad = t.session.untrusted_standin()
+    bad.reset()
+    g = t.gate(t.conf(upstream_url=bad.url))
+    r = g.curl("/json-api/listaccts?api.version=1", auth=f"Bearer {t.key('billing')}")
+    rid = check_error(r, 502, "upstream_unavailable")
+    check_upstream_failure(g, rid, 502)
+    eq(bad.requests(), [], "requests the untrusted server received")
+    eq(t.standin.requests(), [], "requests the real stand-in received")
+
+
+def test_large_body_bounded_memory(t):
+    """15. A 60 MB answer reaches a slow client complete while whmgate's
+    memory stays bounded (backpressure, no buffering)."""
+    size = 60_000_000
+    g = t.gate(t.conf(timeout_ms=300000))
+    t.standin.behave(body_bytes=size)
+    wrapped = bool(t.session.wrapper)
+    before = g.status()
+    peak_rss = before["VmRSS"]
+    s = socket.create_connection(("127.0.0.1", g.port), timeout=60 * t.session.slow)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    got = {"n": 0, "head": b"", "tail": b""}
+    t0 = time.monotonic()
+
+    def on_body(piece):
+        nonlocal peak_rss
+        n0 = got["n"]
+        got["n"] += len(piece)
+        if n0 < 64:
+            got["head"] += piece[:64]
+        got["tail"] = (got["tail"] + piece)[-256:]
+        # Slow reader for the first 4 MB: 64 KiB, then a pause.
+        if got["n"] < 4_000_000:
+            time.sleep(0.01)
+        if got["n"] // 1_000_000 != n0 // 1_000_000:
+            peak_rss = max(peak_rss, g.status()["VmRSS"])
+    try:
+        s.sendall(b"GET /json-api/listaccts?api.version=1 HTTP/1.1\r\n"
+                  b"Host: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n"
+                  % t.key("billing").encode())
+        # read_response delivers the body in pieces of at most 64 KiB.
+        r = read_response(s, on_body=lambda p: [on_body(p[i:i + 65536])
+                                               for i in range(0, len(p), 65536)])
+    finally:
+        s.close()
+    took = time.monotonic() - t0
+    after = g.status()
+    eq(r.status, 200, "status")
+    eq(got["n"], size, "body bytes received")
+    eq(r.header("Content-Length"), str(size), "Content-Length")
+    assert got["head"].startswith(b'{"data":{"acct":[{"user":"fk'), f"body starts {got['head']!r}"
+    tail = got["tail"].rstrip()
+    assert tail.endswith(b'"result":1,"version":1}}'), f"body ends {tail[-80:]!r}"
+    growth_kb = after["VmHWM"] - before["VmRSS"]
+    t.note(f"60 MB in {took:.1f} s; RSS {before['VmRSS'] / 1024:.1f} MB before, "
+           f"peak {after['VmHWM'] / 1024:.1f} MB (growth {growth_kb / 1024:.1f} MB, "
+           f"sampled peak RSS {peak_rss / 1024:.1f} MB)")
+    if not wrapped:
+        assert growth_kb < 32 * 1024, f"whmgate's peak RSS grew by {growth_kb / 1024:.1f} MB"
+    _, resp = check_forwarded(g, r.header("X-Request-Id"))
+    eq(resp["upstream"]["bytes"], size, "response upstream.bytes")
+    eq(resp["whm"]["result"], 1, "response whm.result")
+    eq(resp["http"]["status"], 200, "response http.status")
