@@ -17,6 +17,7 @@
 #include "log.h"
 #include "outcome.h"
 #include "params.h"
+#include "syslog.h"
 #include "util.h"
 
 #include <errno.h>
@@ -59,6 +60,7 @@ struct audit {
 	char *path;
 	enum fsync_mode fsync;
 	unsigned char *key;      /* hmac_key_file contents, or NULL */
+	struct syslog_out *syslog;   /* optional copy */
 	size_t keylen;
 	/* under mu */
 	struct entry *head, *tail;
@@ -570,7 +572,6 @@ write_batch(struct audit *a, struct entry *batch, size_t n)
 		iov[2 * i + 1].iov_len = strlen(tails[i]);
 		total += e->len + strlen(tails[i]);
 	}
-	buf_fini(&line);
 	/* writev may write part: continue from where it stopped. */
 	off = 0;
 	i = 0;
@@ -602,6 +603,14 @@ write_batch(struct audit *a, struct entry *batch, size_t n)
 	if (rc == 0) {
 		a->good_size += (off_t)total;
 		a->dirty = a->fsync == FSYNC_INTERVAL;
+		/* The copy goes out only once the file has the line. */
+		for (e = batch, i = 0; a->syslog && e && i < n; e = e->next, i++) {
+			line.len = 0;
+			buf_add(&line, e->body, e->len);
+			buf_add(&line, tails[i], strlen(tails[i]) - 1);
+			syslog_send(a->syslog, line.p, line.len);
+		}
+		buf_fini(&line);
 	} else {
 		/* No torn line may stay: cut back to the last good line. */
 		if (ftruncate(a->fd, a->good_size) == -1)
@@ -609,6 +618,7 @@ write_batch(struct audit *a, struct entry *batch, size_t n)
 		a->seq = seq0;
 		memcpy(a->last, last0, 32);
 	}
+	buf_fini(&line);
 	free(tails);
 	return rc;
 }
@@ -905,6 +915,12 @@ read_key(struct audit *a, const char *file, struct buf *err)
 	return 0;
 }
 
+static void
+on_async_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
 struct audit *
 audit_open(const struct conf *c, uv_loop_t *loop, struct buf *err)
 {
@@ -923,6 +939,12 @@ audit_open(const struct conf *c, uv_loop_t *loop, struct buf *err)
 		goto fail;
 	if (open_file(a, err) == -1 || continue_chain(a, torn, err) == -1)
 		goto fail;
+	if (c->audit.syslog &&
+	    (a->syslog = syslog_open(c->audit.syslog, c->instance)) == NULL) {
+		buf_printf(err, "audit: cannot start the syslog copy to %s",
+		    c->audit.syslog);
+		goto fail;
+	}
 	if (uv_mutex_init(&a->mu) || uv_cond_init(&a->cond)) {
 		buf_printf(err, "audit: cannot create locks");
 		goto fail;
@@ -937,8 +959,13 @@ audit_open(const struct conf *c, uv_loop_t *loop, struct buf *err)
 	a->last_sync = time_ms();
 	if (uv_thread_create(&a->thread, writer_main, a)) {
 		buf_printf(err, "audit: cannot start the writer thread");
-		uv_close((uv_handle_t *)&a->async, NULL);
-		goto fail;
+		close(a->fd);
+		syslog_close(a->syslog);
+		free(a->path);
+		free(a->key);
+		/* a is freed by the handle's close callback. */
+		uv_close((uv_handle_t *)&a->async, on_async_closed);
+		return NULL;
 	}
 	audit_system(a, "start", "version", WHMGATE_VERSION, "config",
 	    c->file, "config_digest", c->digest, "torn_line_sha256",
@@ -947,16 +974,11 @@ audit_open(const struct conf *c, uv_loop_t *loop, struct buf *err)
 fail:
 	if (a->fd != -1)
 		close(a->fd);
+	syslog_close(a->syslog);
 	free(a->path);
 	free(a->key);
 	free(a);
 	return NULL;
-}
-
-static void
-on_async_closed(uv_handle_t *h)
-{
-	free(h->data);
 }
 
 void
@@ -969,6 +991,7 @@ audit_close(struct audit *a)
 	uv_cond_signal(&a->cond);
 	uv_mutex_unlock(&a->mu);
 	uv_thread_join(&a->thread);
+	syslog_close(a->syslog);
 	on_async(&a->async);   /* last callbacks, then the handle goes */
 	close(a->fd);
 	uv_mutex_destroy(&a->mu);

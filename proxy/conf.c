@@ -6,6 +6,7 @@
  * problem in one run. Nothing is applied until the whole file is valid. */
 #define _GNU_SOURCE
 #include "conf.h"
+#include "syslog.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -594,10 +595,21 @@ au_redact(struct loader *l, yajl_val v, const char *path, void *arg)
 	c->audit.redact = get_strings(l, v, path, &c->audit.nredact);
 }
 
+static void
+au_syslog(struct loader *l, yajl_val v, const char *path, void *arg)
+{
+	struct conf *c = arg;
+	const char *why;
+
+	if (get_string(l, v, path, &c->audit.syslog, 1) == 0 && c->audit.syslog &&
+	    (why = syslog_check(c->audit.syslog)) != NULL)
+		conf_err(l, path, "%s", why);
+}
+
 static const struct field audit_fields[] = {
 	{ "file", au_file }, { "fsync", au_fsync },
 	{ "hmac_key_file", au_hmac }, { "redact", au_redact },
-	{ "syslog", f_unsupported }, { NULL, NULL }
+	{ "syslog", au_syslog }, { NULL, NULL }
 };
 
 static void
@@ -1254,6 +1266,7 @@ conf_unref(struct conf *c)
 	free(c->upstream.pinned_pubkey);
 	free(c->audit.file);
 	free(c->audit.hmac_key_file);
+	free(c->audit.syslog);
 	free_strings(c->audit.redact, c->audit.nredact);
 	free(c);
 }

@@ -82,6 +82,7 @@ struct conf {
 		char *hmac_key_file;
 		char **redact;
 		size_t nredact;
+		char *syslog;            /* "unix:/path" or "tcp:HOST:PORT", or NULL */
 	} audit;
 	struct client *clients;
 	size_t nclients;

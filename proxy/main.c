@@ -58,6 +58,9 @@ reload_blocker(const struct conf *o, const struct conf *n)
 		return "audit.hmac_key_file cannot change on reload";
 	if (o->audit.fsync != n->audit.fsync)
 		return "audit.fsync cannot change on reload";
+	if ((o->audit.syslog == NULL) != (n->audit.syslog == NULL) ||
+	    (o->audit.syslog && strcmp(o->audit.syslog, n->audit.syslog) != 0))
+		return "audit.syslog cannot change on reload";
 	return NULL;
 }
 

@@ -41,20 +41,36 @@ def test_error_envelopes(t):
          auth + b"\r\n", 400, "bad_request"),
         (b"GET /json-api/listaccts/ HTTP/1.1\r\nHost: " + host + b"\r\n" + auth + b"\r\n",
          400, "bad_request"),
+        (b"GET /xml-api/listaccts?api.version=1 HTTP/1.1\r\nHost: " + host + b"\r\n" +
+         auth + b"\r\n", 400, "bad_request"),
+        (b"GET /json-api/list%61ccts?api.version=1 HTTP/1.1\r\nHost: " + host + b"\r\n" +
+         auth + b"\r\n", 400, "bad_request"),
+        (b"GET /json-api//listaccts?api.version=1 HTTP/1.1\r\nHost: " + host + b"\r\n" +
+         auth + b"\r\n", 400, "bad_request"),
         (b"POST /json-api/listaccts HTTP/1.1\r\nHost: " + host + b"\r\n" + auth +
          b"Content-Type: application/json\r\nContent-Length: 18\r\n\r\n"
          b'{"api.version": 1}', 415, "unsupported_media_type"),
     ]
+    # Refusals sent before the body was read close the connection, so
+    # the body is never read as a request (SPEC section 4).
+    cases.append((b"PUT /json-api/listaccts HTTP/1.1\r\nHost: " + host + b"\r\n" + auth +
+                  b"Content-Length: 38\r\n\r\nGET /json-api/listaccts HTTP/1.1\r\n\r\n",
+                  405, "method_not_allowed"))
     for raw, status, code in cases:
         what = raw.split(b"\r\n")[0].decode()
-        r = g.raw(raw)
+        with_body = b"Content-Length: 0\r\n" not in raw and b"Content-Length" in raw
+        r = g.raw(raw, wait_close=1 if with_body else 0)
         try:
             rid = check_error(r, status, code)
             eq(r.header("Content-Type"), "application/json", "Content-Type")
             d = check_deny(g, rid, status, code)
+            if with_body:
+                eq(r.closed, True, "connection closed after refusing a request with a body")
         except AssertionError as e:
             raise AssertionError(f"{what}: {e}") from None
         eq(d["http"]["method"], what.split()[0], f"{what}: deny http.method")
+    eq(len([x for x in g.audit() if x["type"] == "deny"]), len(cases),
+       "deny records (one per refusal, none for a body read as a request)")
     # curl as well: the 415 for a JSON body.
     r = g.curl("/json-api/listaccts", "-H", "Content-Type: application/json",
                "--data-binary", '{"api.version":1}', auth=f"Bearer {t.key('billing')}")
