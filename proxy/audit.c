@@ -75,6 +75,7 @@ struct audit {
 	unsigned char last[32];
 	int dirty;
 	double last_sync;
+	double fault_at;         /* when the last write attempt failed */
 	char fault_reason[128];
 };
 
@@ -818,6 +819,12 @@ writer_main(void *arg)
 			a->dropped += a->nqueued;
 			break;
 		}
+		/* While faulted, try again once a second, not per record. */
+		if (a->faulted && time_ms() - a->fault_at < 1000) {
+			uv_cond_timedwait(&a->cond, &a->mu, (uint64_t)((1000 -
+			    (time_ms() - a->fault_at)) * 1e6) + 1);
+			continue;
+		}
 		batch = take_batch(a, &n);
 		rec = NULL;
 		if (a->faulted) {
@@ -852,6 +859,7 @@ writer_main(void *arg)
 				log_err("audit: %s: %s (refusing requests)",
 				    a->path, a->fault_reason);
 			a->faulted = 1;
+			a->fault_at = time_ms();
 			a->failures++;
 			if (rec) {
 				batch = rec->next;
