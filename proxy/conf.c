@@ -396,6 +396,17 @@ f_unsupported(struct loader *l, yajl_val v, const char *path, void *arg)
 }
 
 static void
+f_admin(struct loader *l, yajl_val v, const char *path, void *arg)
+{
+	struct conf *c = arg;
+	const char *why;
+
+	if (get_string(l, v, path, &c->admin, 1) == 0 && c->admin &&
+	    check_hostport(c->admin, &why) == -1)
+		conf_err(l, path, "%s", why);
+}
+
+static void
 f_instance(struct loader *l, yajl_val v, const char *path, void *arg)
 {
 	struct conf *c = arg;
@@ -1072,7 +1083,7 @@ f_clients(struct loader *l, yajl_val v, const char *path, void *arg)
 
 static const struct field top_fields[] = {
 	{ "listen", f_listen }, { "listen_tls", f_unsupported },
-	{ "admin", f_unsupported }, { "workers", f_unsupported },
+	{ "admin", f_admin }, { "workers", f_unsupported },
 	{ "user", f_unsupported }, { "instance", f_instance },
 	{ "upstream", f_upstream }, { "limits", f_limits },
 	{ "audit", f_audit }, { "clients", f_clients }, { NULL, NULL }
@@ -1260,6 +1271,7 @@ conf_unref(struct conf *c)
 	free_strings(c->listen, c->nlisten);
 	free(c->file);
 	free(c->instance);
+	free(c->admin);
 	free(c->upstream.url);
 	free(c->upstream.base);
 	free(c->upstream.ca_file);

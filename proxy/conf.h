@@ -64,6 +64,7 @@ struct conf {
 	char **listen;
 	size_t nlisten;
 	char *instance;              /* never NULL after load: defaults to the host name */
+	char *admin;                 /* admin listener host:port, or NULL */
 	struct {
 		char *url;               /* as configured */
 		char *base;              /* https://host:port, no trailing slash */

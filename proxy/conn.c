@@ -25,6 +25,7 @@
 #include "conf.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "outcome.h"
 #include "params.h"
 #include "policy.h"
@@ -297,6 +298,7 @@ req_deny_record(struct req *r, int status, const char *code,
 	ev.reason = reason;
 	if (audit_record(r->srv->audit, &ev, NULL, NULL) == -1)
 		log_warn("audit: deny record of %s not queued", r->id);
+	metrics_request(r->conf, ev.client_id, r->function, "deny", ev.ms / 1e3);
 }
 
 static void
@@ -321,6 +323,7 @@ req_response_record(struct req *r, int status, const struct upstream_result *res
 	ev.up_error = error;
 	if (audit_record(r->srv->audit, &ev, NULL, NULL) == -1)
 		log_warn("audit: response record of %s not queued", r->id);
+	metrics_request(r->conf, ev.client_id, r->function, "allow", ev.ms / 1e3);
 }
 
 /* ---- requests ---- */
@@ -624,6 +627,8 @@ on_up_done(void *arg, const struct upstream_result *res)
 
 	r->up = NULL;
 	r->state = R_DONE;
+	if (res->err_status)
+		metrics_upstream_error(res->kind);
 	if (res->err_status && !r->head_sent) {
 		log_info("request %s: upstream %s: %s", r->id, res->kind,
 		    res->detail);

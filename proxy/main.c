@@ -3,7 +3,9 @@
  * Signals come through uv_signal_t, so their work runs on the loop:
  * SIGHUP reloads the config, SIGUSR1 reopens the audit file, SIGTERM and
  * SIGINT drain and stop. */
+#include "admin.h"
 #include "audit.h"
+#include "metrics.h"
 #include "auth.h"
 #include "conf.h"
 #include "conn.h"
@@ -58,6 +60,9 @@ reload_blocker(const struct conf *o, const struct conf *n)
 		return "audit.hmac_key_file cannot change on reload";
 	if (o->audit.fsync != n->audit.fsync)
 		return "audit.fsync cannot change on reload";
+	if ((o->admin == NULL) != (n->admin == NULL) ||
+	    (o->admin && strcmp(o->admin, n->admin) != 0))
+		return "admin cannot change on reload";
 	if ((o->audit.syslog == NULL) != (n->audit.syslog == NULL) ||
 	    (o->audit.syslog && strcmp(o->audit.syslog, n->audit.syslog) != 0))
 		return "audit.syslog cannot change on reload";
@@ -89,6 +94,7 @@ on_hup(uv_signal_t *h, int sig)
 		}
 		audit_system(srv.audit, "reload", "result", "refused",
 		    "reason", why, NULL);
+		metrics_reload(0);
 		conf_unref(n);
 		buf_fini(&errs);
 		return;
@@ -101,6 +107,7 @@ on_hup(uv_signal_t *h, int sig)
 	srv.conf = n;
 	audit_system(srv.audit, "reload", "result", "ok", "config_digest",
 	    n->digest, NULL);
+	metrics_reload(1);
 	log_info("reloaded %s", conf_file);
 }
 
@@ -119,6 +126,7 @@ finish(void)
 	if (exiting++)
 		return;
 	conn_close_all(&srv);
+	admin_stop(&srv);
 	audit_system(srv.audit, "stop", NULL);
 	uv_timer_stop(&drain_timer);
 	uv_timer_stop(&drain_check);
@@ -256,8 +264,9 @@ main(int argc, char **argv)
 		conf_unref(srv.conf);
 		return 1;
 	}
+	metrics_init();
 	if ((srv.up = upstream_new(srv.loop, srv.conf)) == NULL ||
-	    server_listen(&srv) == -1) {
+	    server_listen(&srv) == -1 || admin_listen(&srv) == -1) {
 		audit_system(srv.audit, "stop", "reason", "start-up failed", NULL);
 		audit_close(srv.audit);
 		return 1;

@@ -46,8 +46,8 @@ server_conn_closed(struct server *s)
 	}
 }
 
-static int
-parse_addr(const char *hostport, struct sockaddr_storage *ss)
+int
+server_parse_addr(const char *hostport, struct sockaddr_storage *ss)
 {
 	char host[64];
 	const char *colon;
@@ -87,7 +87,7 @@ server_listen(struct server *s)
 		l = &s->ls[i];
 		l->srv = s;
 		memset(&ss, 0, sizeof(ss));
-		if (parse_addr(s->conf->listen[i], &ss) != 0) {
+		if (server_parse_addr(s->conf->listen[i], &ss) != 0) {
 			log_err("listen %s: bad address", s->conf->listen[i]);
 			return -1;
 		}

@@ -32,6 +32,9 @@ struct server {
 
 /* Binds every listen address of s->conf. Returns 0, or -1 after logging. */
 int server_listen(struct server *s);
+/* "host:port" or "[v6]:port" to a socket address; 0 or -1. */
+struct sockaddr_storage;
+int server_parse_addr(const char *hostport, struct sockaddr_storage *ss);
 /* Stops accepting (shutdown). */
 void server_stop_listening(struct server *s);
 /* A connection closed: accept again if we were at the cap. */

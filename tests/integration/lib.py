@@ -626,9 +626,18 @@ class Ctx:
         return problems
 
     def stderr_tail(self, n=8):
+        """The last lines of each whmgate's stderr; under a wrapper, its
+        own lines are kept apart from valgrind's, of which only the error
+        and leak summaries are shown."""
         out = []
         for g in self.gates:
-            lines = tail(g.err, n)
+            lines = tail(g.err, 4000)
+            if self.session.wrapper:
+                vg = [l for l in lines if re.match(r"==\d+== +(ERROR SUMMARY|definitely|"
+                                                   r"Invalid|Conditional|Syscall)", l)]
+                lines = [l for l in lines if not re.match(r"==\d+==", l)][-n:] + vg[-n:]
+            else:
+                lines = lines[-n:]
             if lines:
                 out.append(f"[{g.name} stderr]")
                 out += lines

@@ -65,7 +65,7 @@ def run_one(session, name, fn):
         session.standin.reset()
         ctx = lib.Ctx(session, name)
         fn(ctx)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:     # noqa: BLE001 - any failure is the test's
         reason = reason_of(e)
@@ -110,7 +110,7 @@ def main():
                     print(x, flush=True)
                 passed += ok
                 failed += not ok
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         print("interrupted", flush=True)
         failed += 1
     finally:

@@ -104,6 +104,21 @@ def test_post_perl_publicapi_shape(t):
        "whm.params")
     eq((resp["http"]["status"], resp["whm"]["result"]), (200, 1), "response record")
 
+    # The same as HTTP/1.0 while WHM answers chunked: no chunked framing
+    # to a 1.0 client; the end of the body is the close.
+    t.standin.behave(chunked=True)
+    r = g.raw(b"POST /json-api/listaccts HTTP/1.0\r\n"
+              b"Host: 127.0.0.1:%d\r\n"
+              b"Authorization: WHM billing:%s\r\n"
+              b"Content-Type: application/octet-stream\r\n"
+              b"Content-Length: %d\r\n\r\n%s"
+              % (g.port, t.key("billing").encode(), len(body), body), wait_close=2)
+    eq(r.status, 200, f"HTTP/1.0 status ({r.body[:200]!r})")
+    eq(r.header("Transfer-Encoding"), None, "Transfer-Encoding to an HTTP/1.0 client")
+    eq(users(r), ["cust1"], "HTTP/1.0 accounts")
+    eq(r.closed, True, "HTTP/1.0 connection closed after the answer")
+    check_forwarded(g, r.header("X-Request-Id"))
+
 
 def test_post_javascript_client_shape(t):
     """4. The cPanel JavaScript client: a urlencoded POST (query first, then

@@ -1,0 +1,203 @@
+/* test_outcome.c - WHM's verdict read from a response body while it is
+ * relayed: metadata.result/reason, data.uapi.status, batch sub-results. */
+#include <stdlib.h>
+
+#include "outcome.h"
+#include "unit.h"
+#include "util.h"
+
+struct ocase {
+	const char *what, *body;
+	size_t len;               /* 0: strlen */
+	int result, uapi;
+	const char *reason;       /* NULL: has_reason 0 */
+	int failed;
+	int nsubs, subs[3];
+};
+
+static const struct ocase cases[] = {
+	{ "metadata first", "{\"metadata\":{\"result\":1,\"reason\":\"OK\","
+	  "\"version\":1,\"command\":\"listaccts\"},\"data\":{\"acct\":[]}}",
+	  0, 1, -1, "OK", 0, 0, { 0 } },
+	{ "metadata last", "{\"data\":{\"acct\":[{\"user\":\"a\"}]},\"metadata\":"
+	  "{\"version\":1,\"reason\":\"Access denied\",\"result\":0}}",
+	  0, 0, -1, "Access denied", 0, 0, { 0 } },
+	{ "whitespace", " \n{ \"metadata\" : { \"result\" : 0 , \"reason\" :"
+	  " \"no\" } }\n", 0, 0, -1, "no", 0, 0, { 0 } },
+	{ "escaped reason", "{\"metadata\":{\"result\":0,\"reason\":"
+	  "\"a \\\"b\\\" \\u00e9\"}}", 0, 0, -1, "a \"b\" \xc3\xa9", 0, 0, { 0 } },
+	{ "decoy before", "{\"data\":{\"metadata\":{\"result\":1,\"reason\":"
+	  "\"decoy\"}},\"metadata\":{\"result\":0,\"reason\":\"real\"}}",
+	  0, 0, -1, "real", 0, 0, { 0 } },
+	{ "decoy after", "{\"metadata\":{\"result\":0,\"reason\":\"real\"},"
+	  "\"data\":{\"acct\":[{\"metadata\":{\"result\":1,\"reason\":"
+	  "\"decoy\"}}]}}", 0, 0, -1, "real", 0, 0, { 0 } },
+	{ "decoy inside metadata", "{\"metadata\":{\"x\":{\"result\":1,"
+	  "\"reason\":\"decoy\"},\"result\":0}}", 0, 0, -1, NULL, 0, 0, { 0 } },
+	{ "decoy in an array", "{\"data\":[{\"metadata\":{\"result\":0}}],"
+	  "\"metadata\":{\"result\":1}}", 0, 1, -1, NULL, 0, 0, { 0 } },
+	{ "root array", "[{\"metadata\":{\"result\":1,\"reason\":\"x\"}}]",
+	  0, -1, -1, NULL, 0, 0, { 0 } },
+	{ "long key", "{\"metadata_and_more_text\":{\"result\":1},"
+	  "\"metadata\":{\"result\":0}}", 0, 0, -1, NULL, 0, 0, { 0 } },
+	{ "key with NUL", "{\"metadata\":{\"result\":0,\"reason\":\"real\"},"
+	  "\"metadata\\u0000\":{\"result\":1,\"reason\":\"decoy\"}}",
+	  0, 0, -1, "real", 0, 0, { 0 } },
+	{ "result in a string", "{\"metadata\":{\"result\":\"0\"}}",
+	  0, 0, -1, NULL, 0, 0, { 0 } },
+	{ "uapi", "{\"metadata\":{\"result\":1,\"reason\":\"OK\"},\"data\":"
+	  "{\"uapi\":{\"errors\":[\"no such user\"],\"status\":0}}}",
+	  0, 1, 0, "OK", 0, 0, { 0 } },
+	{ "uapi ok", "{\"data\":{\"uapi\":{\"status\":1,\"data\":{\"status\":0}}},"
+	  "\"metadata\":{\"result\":1}}", 0, 1, 1, NULL, 0, 0, { 0 } },
+	{ "uapi decoy", "{\"data\":{\"x\":{\"uapi\":{\"status\":1}},\"uapi\":"
+	  "{\"status\":0}}}", 0, -1, 0, NULL, 0, 0, { 0 } },
+	{ "batch", "{\"data\":{\"result\":[{\"metadata\":{\"result\":1}},"
+	  "{\"data\":{\"metadata\":{\"result\":1}},\"metadata\":{\"result\":0,"
+	  "\"reason\":\"x\"}},{\"data\":[1,2,{}],\"metadata\":{\"result\":1}}]},"
+	  "\"metadata\":{\"result\":1,\"reason\":\"OK\"}}",
+	  0, 1, -1, "OK", 0, 3, { 1, 0, 1 } },
+	{ "batch sub without metadata", "{\"data\":{\"result\":[{\"x\":1},"
+	  "{\"metadata\":{\"result\":0}}]},\"metadata\":{\"result\":0}}",
+	  0, 0, -1, NULL, 0, 2, { -1, 0 } },
+	{ "HTML", "<html><body>502 Bad Gateway</body></html>",
+	  0, -1, -1, NULL, 1, 0, { 0 } },
+	{ "truncated", "{\"metadata\":{\"result\":1,\"reason\":\"OK\"},\"data\":{",
+	  0, 1, -1, "OK", 1, 0, { 0 } },
+	{ "trailing garbage", "{\"metadata\":{\"result\":1}}x",
+	  0, 1, -1, NULL, 1, 0, { 0 } },
+	{ "two documents", "{\"metadata\":{\"result\":1}}{\"metadata\":"
+	  "{\"result\":0}}", 0, 1, -1, NULL, 1, 0, { 0 } },
+	{ "empty body", "", 0, -1, -1, NULL, 1, 0, { 0 } },
+	{ "NUL byte", "{\"metadata\":{\"result\":1}\0}", 26, 1, -1, NULL, 1,
+	  0, { 0 } },
+};
+
+/* Feeds body in pieces of chunk bytes (0: whole) and checks the verdict. */
+static void
+run(const struct ocase *t, size_t chunk)
+{
+	size_t len = t->len ? t->len : strlen(t->body), off, n;
+	struct outcome o;
+	int i, ok = 1;
+
+	CHECK(outcome_init(&o) == 0);
+	for (off = 0; off < len; off += n) {
+		n = chunk && len - off > chunk ? chunk : len - off;
+		outcome_feed(&o, t->body + off, n);
+	}
+	outcome_finish(&o);
+	ok &= o.result == t->result;
+	ok &= o.uapi_status == t->uapi;
+	ok &= o.failed == t->failed;
+	ok &= o.has_reason == (t->reason != NULL);
+	ok &= !t->reason || strcmp(o.reason, t->reason) == 0;
+	ok &= (int)o.nsubs == t->nsubs;
+	for (i = 0; i < t->nsubs && i < 3; i++)
+		ok &= o.sub_result[i] == t->subs[i];
+	CHECK(ok);
+	if (!ok)
+		printf("  %s (chunk %zu): result %d uapi %d failed %d reason "
+		    "%s nsubs %zu\n", t->what, chunk, o.result, o.uapi_status,
+		    o.failed, o.has_reason ? o.reason : "-", o.nsubs);
+	outcome_fini(&o);
+}
+
+static void
+test_cases(void)
+{
+	static const size_t chunks[] = { 0, 1, 2, 3, 7, 64 };
+	size_t i, k;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		for (k = 0; k < sizeof(chunks) / sizeof(chunks[0]); k++)
+			run(&cases[i], chunks[k]);
+}
+
+static void
+test_reason_cap(void)
+{
+	struct buf b;
+	struct outcome o;
+	size_t i;
+
+	buf_init(&b);
+	buf_adds(&b, "{\"metadata\":{\"result\":0,\"reason\":\"");
+	for (i = 0; i < 2000; i++)
+		buf_addc(&b, 'r');
+	buf_adds(&b, "\"}}");
+	CHECK(outcome_init(&o) == 0);
+	outcome_feed(&o, b.p, b.len);
+	outcome_finish(&o);
+	CHECK(o.has_reason && o.result == 0 && !o.failed);
+	CHECK(strlen(o.reason) == OUTCOME_REASON - 1);
+	outcome_fini(&o);
+	buf_fini(&b);
+}
+
+/* A listaccts-shaped body of about mb megabytes, metadata at the end. */
+static void
+big_body(struct buf *b, size_t mb, size_t blob)
+{
+	size_t i;
+
+	buf_init(b);
+	buf_adds(b, "{\"data\":{");
+	if (blob) {
+		buf_adds(b, "\"blob\":\"");
+		for (i = 0; i < blob; i++)
+			buf_addc(b, (char)('a' + i % 26));
+		buf_adds(b, "\",");
+	}
+	buf_adds(b, "\"acct\":[");
+	for (i = 0; b->len < mb << 20; i++)
+		buf_printf(b, "%s{\"user\":\"cust%zu\",\"domain\":\"cust%zu.example"
+		    ".com\",\"suspended\":0,\"metadata\":{\"result\":1}}", i ? "," :
+		    "", i, i);
+	buf_adds(b, "]},\"metadata\":{\"result\":0,\"reason\":\"big\"}}");
+}
+
+static void
+test_big(void)
+{
+	static const size_t chunks[] = { 0, 65536, 4093 };
+	struct outcome o;
+	struct buf b;
+	size_t k, off, n;
+
+	for (k = 0; k < 3; k++) {
+		big_body(&b, k == 2 ? 6 : 8, k == 2 ? 3 << 20 : 0);
+		CHECK(outcome_init(&o) == 0);
+		for (off = 0; off < b.len; off += n) {
+			n = chunks[k] && b.len - off > chunks[k] ? chunks[k] :
+			    b.len - off;
+			outcome_feed(&o, b.p + off, n);
+		}
+		outcome_finish(&o);
+		CHECK(!o.failed && o.result == 0 && o.has_reason &&
+		    strcmp(o.reason, "big") == 0);
+		if (o.failed || o.result != 0)
+			printf("  big body %zu: failed %d result %d\n", k,
+			    o.failed, o.result);
+		outcome_fini(&o);
+		buf_fini(&b);
+	}
+	/* One byte at a time through a 1 MB body. */
+	big_body(&b, 1, 0);
+	CHECK(outcome_init(&o) == 0);
+	for (off = 0; off < b.len; off++)
+		outcome_feed(&o, b.p + off, 1);
+	outcome_finish(&o);
+	CHECK(!o.failed && o.result == 0 && strcmp(o.reason, "big") == 0);
+	outcome_fini(&o);
+	buf_fini(&b);
+}
+
+int
+main(void)
+{
+	test_cases();
+	test_reason_cap();
+	test_big();
+	return unit_report();
+}
