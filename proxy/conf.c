@@ -383,6 +383,92 @@ f_listen(struct loader *l, yajl_val v, const char *path, void *arg)
 }
 
 static void
+tl_address(struct loader *l, yajl_val v, const char *path, void *arg)
+{
+	struct tls_listen *t = arg;
+	const char *why;
+
+	if (get_string(l, v, path, &t->address, 0) == 0 &&
+	    check_hostport(t->address, &why) == -1)
+		conf_err(l, path, "%s", why);
+}
+
+static void
+readable_file(struct loader *l, yajl_val v, const char *path, char **out)
+{
+	if (get_string(l, v, path, out, 0) == 0 && access(*out, R_OK) == -1)
+		conf_err(l, path, "cannot read %s: %s", *out, strerror(errno));
+}
+
+static void
+tl_cert(struct loader *l, yajl_val v, const char *path, void *arg)
+{
+	readable_file(l, v, path, &((struct tls_listen *)arg)->cert);
+}
+
+static int check_private_file(struct loader *l, const char *path,
+    const char *file);
+
+static void
+tl_key(struct loader *l, yajl_val v, const char *path, void *arg)
+{
+	struct tls_listen *t = arg;
+
+	if (get_string(l, v, path, &t->key, 0) == 0 && l->read_secrets)
+		check_private_file(l, path, t->key);
+}
+
+static void
+tl_ca(struct loader *l, yajl_val v, const char *path, void *arg)
+{
+	struct tls_listen *t = arg;
+
+	if (YAJL_IS_NULL(v))
+		return;
+	readable_file(l, v, path, &t->client_ca);
+}
+
+static void
+tl_require(struct loader *l, yajl_val v, const char *path, void *arg)
+{
+	get_bool(l, v, path, &((struct tls_listen *)arg)->require_client_cert);
+}
+
+static const struct field tls_fields[] = {
+	{ "address", tl_address }, { "cert", tl_cert }, { "key", tl_key },
+	{ "client_ca", tl_ca }, { "require_client_cert", tl_require },
+	{ NULL, NULL }
+};
+
+static void
+f_listen_tls(struct loader *l, yajl_val v, const char *path, void *arg)
+{
+	struct conf *c = arg;
+	struct tls_listen *t;
+	size_t i;
+	char *p;
+
+	if (!YAJL_IS_ARRAY(v)) {
+		conf_err(l, path, "must be an array of objects");
+		return;
+	}
+	c->tls = xcalloc(v->u.array.len + 1, sizeof(*c->tls));
+	for (i = 0; i < v->u.array.len; i++) {
+		p = path_idx(path, i);
+		t = &c->tls[c->ntls++];
+		walk_fields(l, v->u.array.values[i], p, tls_fields, t);
+		if (YAJL_IS_OBJECT(v->u.array.values[i])) {
+			if (t->address == NULL || t->cert == NULL || t->key == NULL)
+				conf_err(l, p, "\"address\", \"cert\" and \"key\" "
+				    "are required");
+			if (t->require_client_cert && t->client_ca == NULL)
+				conf_err(l, p, "require_client_cert needs client_ca");
+		}
+		free(p);
+	}
+}
+
+static void
 f_unsupported(struct loader *l, yajl_val v, const char *path, void *arg)
 {
 	(void)arg;
@@ -1082,7 +1168,7 @@ f_clients(struct loader *l, yajl_val v, const char *path, void *arg)
 }
 
 static const struct field top_fields[] = {
-	{ "listen", f_listen }, { "listen_tls", f_unsupported },
+	{ "listen", f_listen }, { "listen_tls", f_listen_tls },
 	{ "admin", f_admin }, { "workers", f_unsupported },
 	{ "user", f_unsupported }, { "instance", f_instance },
 	{ "upstream", f_upstream }, { "limits", f_limits },
@@ -1167,7 +1253,7 @@ conf_parse(const char *file, const char *text, size_t len, int read_secrets,
 	check_duplicates(&l, root, "$");
 	walk_fields(&l, root, "$", top_fields, c);
 	if (YAJL_IS_OBJECT(root)) {
-		if (c->nlisten == 0)
+		if (c->nlisten == 0 && c->ntls == 0)
 			conf_err(&l, "$.listen", "at least one listener is required");
 		if (c->upstream.base == NULL)
 			conf_err(&l, "$.upstream.url", "is required");
@@ -1269,6 +1355,13 @@ conf_unref(struct conf *c)
 		client_fini(&c->clients[i]);
 	free(c->clients);
 	free_strings(c->listen, c->nlisten);
+	for (i = 0; i < c->ntls; i++) {
+		free(c->tls[i].address);
+		free(c->tls[i].cert);
+		free(c->tls[i].key);
+		free(c->tls[i].client_ca);
+	}
+	free(c->tls);
 	free(c->file);
 	free(c->instance);
 	free(c->admin);

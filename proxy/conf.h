@@ -59,10 +59,20 @@ struct client {
 	size_t nallow;
 };
 
+/* One listen_tls entry. */
+struct tls_listen {
+	char *address;
+	char *cert, *key;            /* PEM files; the key must be private */
+	char *client_ca;             /* enables client certificates, or NULL */
+	int require_client_cert;
+};
+
 struct conf {
 	char *file;
 	char **listen;
 	size_t nlisten;
+	struct tls_listen *tls;
+	size_t ntls;
 	char *instance;              /* never NULL after load: defaults to the host name */
 	char *admin;                 /* admin listener host:port, or NULL */
 	struct {

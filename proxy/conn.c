@@ -30,6 +30,7 @@
 #include "params.h"
 #include "policy.h"
 #include "server.h"
+#include "tls.h"
 #include "upstream.h"
 #include "util.h"
 
@@ -70,6 +71,7 @@ struct conn {
 	size_t in_off, linger_bytes;
 	struct req *req;
 	size_t out_pending;
+	struct tls_conn *tls;      /* NULL on plain HTTP listeners */
 };
 
 struct req {
@@ -192,27 +194,18 @@ on_written(uv_write_t *w, int status)
 		req_done(c);
 }
 
-/* Queues the concatenation of up to three pieces. */
+/* Queues bytes as they go on the wire. */
 static int
-conn_write(struct conn *c, const char *a, size_t an, const char *b, size_t bn,
-    const char *d, size_t dn)
+raw_write(struct conn *c, const char *p, size_t n)
 {
 	struct wreq *wr;
 	uv_buf_t ub;
-	size_t n = an + bn + dn;
 
-	if (c->closing)
-		return -1;
 	if ((wr = malloc(sizeof(*wr) + n)) == NULL)
 		return -1;
 	wr->c = c;
 	wr->len = n;
-	if (an)
-		memcpy(wr->data, a, an);
-	if (bn)
-		memcpy(wr->data + an, b, bn);
-	if (dn)
-		memcpy(wr->data + an + bn, d, dn);
+	memcpy(wr->data, p, n);
 	ub = uv_buf_init(wr->data, (unsigned int)n);
 	if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, on_written) != 0) {
 		free(wr);
@@ -220,6 +213,34 @@ conn_write(struct conn *c, const char *a, size_t an, const char *b, size_t bn,
 	}
 	c->out_pending += n;
 	return 0;
+}
+
+/* Queues the concatenation of up to three pieces (encrypted on TLS). */
+static int
+conn_write(struct conn *c, const char *a, size_t an, const char *b, size_t bn,
+    const char *d, size_t dn)
+{
+	struct buf out;
+	int rc = 0;
+
+	if (c->closing)
+		return -1;
+	buf_init(&out);
+	if (c->tls) {
+		rc |= tls_write(c->tls, a, an, &out);
+		rc |= tls_write(c->tls, b, bn, &out);
+		rc |= tls_write(c->tls, d, dn, &out);
+	} else if (buf_reserve(&out, an + bn + dn) == 0) {
+		buf_add(&out, a, an);
+		buf_add(&out, b, bn);
+		buf_add(&out, d, dn);
+	} else {
+		rc = -1;
+	}
+	if (rc == 0 && out.len)
+		rc = raw_write(c, out.p, out.len);
+	buf_fini(&out);
+	return rc;
 }
 
 static const char *
@@ -538,7 +559,8 @@ head_checks(struct req *r, struct refusal *f)
 		    st == 404 ? "no such path" : "request target not accepted");
 	if (r->http.method_id != HTTP_GET && r->http.method_id != HTTP_POST)
 		return refusal(f, 405, "method_not_allowed", "only GET and POST");
-	if (auth_check(r->conf, r->http.authorization, NULL, c->family, c->addr,
+	if (auth_check(r->conf, r->http.authorization,
+	    c->tls && c->tls->has_cert ? c->tls->fp : NULL, c->family, c->addr,
 	    (int64_t)time(NULL), &ar) == -1) {
 		r->client = ar.client;
 		r->scheme = ar.scheme;
@@ -792,6 +814,14 @@ req_done(struct conn *c)
 		 * our response in flight. */
 		c->lingering = 1;
 		c->in.len = c->in_off = 0;
+		if (c->tls) {
+			struct buf out;
+			buf_init(&out);
+			tls_close_notify(c->tls, &out);
+			if (out.len)
+				raw_write(c, out.p, out.len);
+			buf_fini(&out);
+		}
 		if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, NULL) != 0) {
 			conn_close(c, "shutdown failed");
 			return;
@@ -875,24 +905,58 @@ conn_feed(struct conn *c)
 		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-static void
-on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+/* Makes room for READ_CHUNK more bytes at the end of c->in. */
+static int
+in_reserve(struct conn *c)
 {
-	struct conn *c = h->data;
-
-	(void)hint;
-	if (c->lingering || c->in_off == c->in.len) {
+	if (c->in_off == c->in.len) {
 		c->in.len = c->in_off = 0;
 	} else if (c->in_off > 0) {
 		memmove(c->in.p, c->in.p + c->in_off, c->in.len - c->in_off);
 		c->in.len -= c->in_off;
 		c->in_off = 0;
 	}
-	if (buf_reserve(&c->in, READ_CHUNK) == -1) {
+	return buf_reserve(&c->in, READ_CHUNK);
+}
+
+static void
+on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	/* TLS records and lingering discards go through one buffer per
+	 * thread: their bytes are used up within on_read. */
+	static _Thread_local char scratch[READ_CHUNK];
+	struct conn *c = h->data;
+
+	(void)hint;
+	if (c->tls || c->lingering) {
+		*b = uv_buf_init(scratch, sizeof(scratch));
+		return;
+	}
+	if (in_reserve(c) == -1) {
 		*b = uv_buf_init(NULL, 0);
 		return;
 	}
 	*b = uv_buf_init(c->in.p + c->in.len, READ_CHUNK);
+}
+
+/* Decrypts n bytes of TLS into c->in. 0 ok, 1 peer closed, -1 error. */
+static int
+tls_in(struct conn *c, const char *p, size_t n)
+{
+	struct buf out;
+	int rc;
+
+	buf_init(&out);
+	if (in_reserve(c) == -1) {
+		buf_fini(&out);
+		return -1;
+	}
+	rc = tls_read(c->tls, p, n, &c->in, &out);
+	/* Handshake messages, alerts and tickets go out even on error. */
+	if (out.len)
+		raw_write(c, out.p, out.len);
+	buf_fini(&out);
+	return rc;
 }
 
 static void
@@ -900,10 +964,24 @@ on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
 	struct conn *c = s->data;
 	struct req *r = c->req;
+	int rc;
 
-	(void)b;
 	if (c->closing)
 		return;
+	if (n > 0 && c->lingering) {
+		c->linger_bytes += (size_t)n;
+		if (c->linger_bytes > LINGER_BYTES)
+			conn_close(c, "lingering close");
+		return;
+	}
+	if (n > 0 && c->tls) {
+		if ((rc = tls_in(c, b->base, (size_t)n)) != 0)
+			n = rc == 1 ? UV_EOF : UV_EPROTO;
+		else if (c->in.len == c->in_off)
+			return;          /* handshake only, no data yet */
+	} else if (n > 0) {
+		c->in.len += (size_t)n;
+	}
 	if (n < 0) {
 		if (!c->lingering && r && r->state == R_READ &&
 		    http_eof(&c->hp) == HEV_ERROR) {
@@ -915,14 +993,6 @@ on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	}
 	if (n == 0)
 		return;
-	if (c->lingering) {
-		c->linger_bytes += (size_t)n;
-		c->in.len = 0;
-		if (c->linger_bytes > LINGER_BYTES)
-			conn_close(c, "lingering close");
-		return;
-	}
-	c->in.len += (size_t)n;
 	if (r == NULL && c->timer_kind == T_IDLE)
 		timer_set(c, T_HEADER, (uint64_t)c->srv->conf->limits.header_timeout_ms);
 	else if (r && r->state == R_READ && c->timer_kind == T_IDLE)
@@ -970,6 +1040,10 @@ on_closed(uv_handle_t *h)
 		return;
 	http_parser_fini(&c->hp);
 	buf_fini(&c->in);
+	if (c->tls) {
+		tls_conn_fini(c->tls);
+		free(c->tls);
+	}
 	free(c);
 	server_conn_closed(s);
 }
@@ -1024,6 +1098,7 @@ conn_accept(struct server *s, uv_stream_t *ls)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	struct sockaddr_storage ss;
+	struct listener *l;
 	int len = sizeof(ss);
 
 	if (c == NULL)
@@ -1068,6 +1143,15 @@ conn_accept(struct server *s, uv_stream_t *ls)
 		s->conns->prev = c;
 	s->conns = c;
 	s->nconns++;
+	l = ls->data;
+	if (l->ctx && ((c->tls = calloc(1, sizeof(*c->tls))) == NULL ||
+	    tls_conn_init(c->tls, l->ctx) == -1)) {
+		log_err("TLS: cannot set up a connection");
+		free(c->tls);
+		c->tls = NULL;
+		conn_close(c, "TLS set-up failed");
+		return -1;
+	}
 	timer_set(c, T_HEADER, (uint64_t)s->conf->limits.header_timeout_ms);
 	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	return 0;

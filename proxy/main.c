@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 #include "upstream.h"
 #include "util.h"
 
@@ -47,8 +48,11 @@ reload_blocker(const struct conf *o, const struct conf *n)
 {
 	size_t i;
 
-	if (o->nlisten != n->nlisten)
+	if (o->nlisten != n->nlisten || o->ntls != n->ntls)
 		return "listen cannot change on reload";
+	for (i = 0; i < o->ntls; i++)
+		if (strcmp(o->tls[i].address, n->tls[i].address) != 0)
+			return "listen_tls addresses cannot change on reload";
 	for (i = 0; i < o->nlisten; i++)
 		if (strcmp(o->listen[i], n->listen[i]) != 0)
 			return "listen cannot change on reload";
@@ -94,6 +98,15 @@ on_hup(uv_signal_t *h, int sig)
 		}
 		audit_system(srv.audit, "reload", "result", "refused",
 		    "reason", why, NULL);
+		metrics_reload(0);
+		conf_unref(n);
+		buf_fini(&errs);
+		return;
+	}
+	if (server_tls_reload(&srv, n, &errs) == -1) {
+		log_err("reload refused: TLS: %s", errs.p ? errs.p : "");
+		audit_system(srv.audit, "reload", "result", "refused", "reason",
+		    "TLS certificate or key cannot be loaded", NULL);
 		metrics_reload(0);
 		conf_unref(n);
 		buf_fini(&errs);
@@ -249,6 +262,18 @@ main(int argc, char **argv)
 		buf_fini(&errs);
 		return 1;
 	}
+	for (i = 0; i < (int)srv.conf->ntls; i++) {
+		/* -t does every start-up check but binding. */
+		SSL_CTX *ctx = tls_ctx_new(&srv.conf->tls[i], &errs);
+		if (ctx == NULL) {
+			fprintf(stderr, "%s: $.listen_tls[%d]: %s\n", conf_file, i,
+			    errs.p ? errs.p : "TLS set-up failed");
+			buf_fini(&errs);
+			conf_unref(srv.conf);
+			return 1;
+		}
+		SSL_CTX_free(ctx);
+	}
 	if (check) {
 		printf("%s: ok\n", conf_file);
 		conf_unref(srv.conf);
@@ -286,7 +311,7 @@ main(int argc, char **argv)
 	uv_run(srv.loop, UV_RUN_DEFAULT);
 	audit_close(srv.audit);
 	uv_run(srv.loop, UV_RUN_DEFAULT);   /* the audit's close callback */
-	free(srv.ls);
+	server_free(&srv);
 	conf_unref(srv.conf);
 	buf_fini(&errs);
 	rc = uv_loop_close(srv.loop);

@@ -95,12 +95,16 @@ class Session:
     """What the whole run shares."""
 
     def __init__(self, binary, wrapper=None):
-        self.bin = os.path.abspath(binary)
-        if not os.access(self.bin, os.X_OK):
+        binary = os.path.abspath(binary)
+        if not os.access(binary, os.X_OK):
             raise RuntimeError(f"{binary} is not an executable (run make first)")
         self.wrapper = shlex.split(wrapper) if wrapper else []
         self.slow = 8 if self.wrapper else 1        # timeout factor
         self.dir = tempfile.mkdtemp(prefix="whmgate-it-")
+        # A private copy: a rebuild during the run cannot swap the binary
+        # under the tests (or make it unreadable while the linker writes).
+        self.bin = os.path.join(self.dir, "whmgate")
+        shutil.copy2(binary, self.bin)
         self.untrusted = None
         try:
             self._setup()

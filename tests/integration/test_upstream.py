@@ -1,5 +1,6 @@
 """WHM failures and large answers (SPEC section 5)."""
 import socket
+import threading
 import time
 
 from lib import check_error, check_forwarded, eq, read_response
@@ -33,12 +34,25 @@ def test_upstream_unreachable(t):
 
 def test_upstream_timeout(t):
     """10. WHM answers after 3 s, timeout_ms is 1 s: 504 upstream_timeout
-    after about a second."""
+    after about a second. (Meanwhile the request record is in the file.)"""
     g = t.gate(t.conf(timeout_ms=1000))
     t.standin.behave(delay_ms=3000)
     t0 = time.monotonic()
-    r = g.curl("/json-api/listaccts?api.version=1", auth=f"Bearer {t.key('billing')}")
+    box = {}
+    th = threading.Thread(target=lambda: box.update(r=g.curl(
+        "/json-api/listaccts?api.version=1", auth=f"Bearer {t.key('billing')}")))
+    th.start()
+    # While WHM sits on the call, its request record is already written.
+    try:
+        pending = g.wait_audit(lambda rs: [x["type"] for x in rs if x["type"] != "system"]
+                               == ["request"] and th.is_alive(),
+                               timeout=0.7, what="the request record while WHM is busy")
+    finally:
+        th.join()
+    eq(len(pending), 2, "records while WHM was busy (start, request)")
     took = time.monotonic() - t0
+    r = box.get("r")
+    assert r is not None, "curl failed"
     rid = check_error(r, 504, "upstream_timeout")
     assert 0.8 <= took <= 2.5 * t.session.slow, f"504 after {took:.2f} s, want about 1 s"
     check_upstream_failure(g, rid, 504)
@@ -67,8 +81,11 @@ def test_large_body_bounded_memory(t):
     wrapped = bool(t.session.wrapper)
     before = g.status()
     peak_rss = before["VmRSS"]
-    s = socket.create_connection(("127.0.0.1", g.port), timeout=60 * t.session.slow)
+    # A small receive window (set before connect, so it is advertised).
+    s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.settimeout(60 * t.session.slow)
+    s.connect(("127.0.0.1", g.port))
     got = {"n": 0, "head": b"", "tail": b""}
     t0 = time.monotonic()
 
@@ -79,9 +96,11 @@ def test_large_body_bounded_memory(t):
         if n0 < 64:
             got["head"] += piece[:64]
         got["tail"] = (got["tail"] + piece)[-256:]
-        # Slow reader for the first 4 MB: 64 KiB, then a pause.
-        if got["n"] < 4_000_000:
-            time.sleep(0.01)
+        # Slow reader for the first 6 MB (about 1.4 s, long enough for WHM
+        # to send well over 32 MB if whmgate did not push back): 64 KiB,
+        # then a pause.
+        if got["n"] < 6_000_000:
+            time.sleep(0.015)
         if got["n"] // 1_000_000 != n0 // 1_000_000:
             peak_rss = max(peak_rss, g.status()["VmRSS"])
     try:

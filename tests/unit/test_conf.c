@@ -1,6 +1,8 @@
 /* test_conf.c - config parsing and validation (SPEC section 2): defaults,
  * comments, every problem reported with its JSON path in one run. */
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "unit.h"
 #include "unit_conf.h"
@@ -325,6 +327,7 @@ test_syntax(void)
 	    1, 99);
 	syntax("{\n  \"listen\": [\"127.0.0.1:8080\"],\n  \"x\": [1, 2\n\n",
 	    3, 5, 1, 99);
+	buf_init(&errs);
 	c = conf_parse("t.json", "{\"a\":\0 1}", 9, 0, &errs);
 	CHECK(c == NULL && strstr(errs.p, "NUL") != NULL);
 	buf_fini(&errs);
@@ -336,9 +339,8 @@ test_syntax(void)
 #define SPEC_HEAD "{\n  \"listen\": [\"127.0.0.1:8080\"],\n"
 #define SPEC_TLS \
     "  \"listen_tls\": [{ \"address\": \"0.0.0.0:8443\",\n" \
-    "                   \"cert\": \"conf/tls/gw.crt\", \"key\": " \
-    "\"conf/tls/gw.key\",\n" \
-    "                   \"client_ca\": \"conf/tls/clients-ca.crt\",\n" \
+    "                   \"cert\": \"%s/gw.crt\", \"key\": \"%s/gw.key\",\n" \
+    "                   \"client_ca\": \"%s/clients-ca.crt\",\n" \
     "                   \"require_client_cert\": false }],\n" \
     "  \"admin\": \"127.0.0.1:9180\",\n"
 #define SPEC_REST \
@@ -389,13 +391,42 @@ test_spec_example(void)
 	conf_unref(c);
 	buf_fini(&errs);
 
-	/* SPEC section 2 lists listen_tls and admin as settings. */
-	c = parse(SPEC_HEAD SPEC_TLS SPEC_REST, &errs);
-	CHECK(c != NULL);
-	if (c == NULL)
-		printf("  the full SPEC example does not load:\n%s", errs.p);
-	conf_unref(c);
-	buf_fini(&errs);
+	/* SPEC section 2 lists listen_tls and admin as settings. The files
+	 * the example names are made in a temporary directory. */
+	{
+		static const char *const names[] = { "gw.crt", "gw.key",
+		    "clients-ca.crt" };
+		char dir[] = "/tmp/whmgate-conf-XXXXXX", path[128];
+		struct buf text;
+		size_t i;
+		FILE *f;
+
+		CHECK(mkdtemp(dir) != NULL);
+		for (i = 0; i < 3; i++) {
+			snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+			if ((f = fopen(path, "w")) != NULL) {
+				fputs("-----BEGIN PLACEHOLDER-----\n", f);
+				fclose(f);
+			}
+			chmod(path, 0600);
+		}
+		buf_init(&text);
+		buf_printf(&text, SPEC_HEAD SPEC_TLS "%s", dir, dir, dir,
+		    SPEC_REST);
+		c = parse(text.p, &errs);
+		CHECK(c != NULL);
+		if (c == NULL)
+			printf("  the full SPEC example does not load:\n%s",
+			    errs.p);
+		conf_unref(c);
+		buf_fini(&errs);
+		buf_fini(&text);
+		for (i = 0; i < 3; i++) {
+			snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+			unlink(path);
+		}
+		rmdir(dir);
+	}
 }
 
 int
