@@ -32,7 +32,7 @@ OBJS_CORE = $(CORE:%=$(BUILD)/%.o) $(LLHTTP_SRCS:%=$(BUILD)/llhttp_%.o)
 OBJS_DAEMON = $(SRCS_DAEMON:proxy/%.c=$(BUILD)/%.o)
 UNIT_TESTS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps run test unit integration clean bench fuzz fuzz-build
+.PHONY: all deps run test unit integration clean bench fuzz fuzz-build install
 all: $(BUILD)/whmgate
 
 $(BUILD):
@@ -97,6 +97,17 @@ fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 
 fuzz: deps fuzz-build
 	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/whmgate \
+	  $(DESTDIR)/etc/whmgate $(DESTDIR)/etc/logrotate.d $(DESTDIR)/lib/systemd/system
+	install -m 0755 $(BUILD)/whmgate $(DESTDIR)$(PREFIX)/bin/whmgate
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/whmgate/README.md
+	install -m 0644 conf/demo.template.json $(DESTDIR)$(PREFIX)/share/doc/whmgate/example.json
+	sed 's#/usr/local#$(PREFIX)#g' conf/whmgate.service >$(DESTDIR)/lib/systemd/system/whmgate.service
+	install -m 0644 conf/logrotate $(DESTDIR)/etc/logrotate.d/whmgate
 
 clean:
 	rm -rf build

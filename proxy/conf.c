@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -493,6 +494,16 @@ f_admin(struct loader *l, yajl_val v, const char *path, void *arg)
 }
 
 static void
+f_user(struct loader *l, yajl_val v, const char *path, void *arg)
+{
+	struct conf *c = arg;
+
+	if (get_string(l, v, path, &c->user, 1) == 0 && c->user &&
+	    getpwnam(c->user) == NULL)
+		conf_err(l, path, "no such user: %s", c->user);
+}
+
+static void
 f_instance(struct loader *l, yajl_val v, const char *path, void *arg)
 {
 	struct conf *c = arg;
@@ -544,10 +555,31 @@ up_ca(struct loader *l, yajl_val v, const char *path, void *arg)
 {
 	struct conf *c = arg;
 
-	if (get_string(l, v, path, &c->upstream.ca_file, 1) == 0 &&
-	    c->upstream.ca_file && access(c->upstream.ca_file, R_OK) == -1)
+	char chunk[8192];
+	ssize_t n;
+	int fd;
+
+	if (get_string(l, v, path, &c->upstream.ca_file, 1) == -1 ||
+	    c->upstream.ca_file == NULL)
+		return;
+	/* Read once, so TLS to WHM needs no file access after start-up
+	 * (privileges may have been dropped by then). */
+	if ((fd = open(c->upstream.ca_file, O_RDONLY | O_CLOEXEC)) == -1) {
 		conf_err(l, path, "cannot read %s: %s", c->upstream.ca_file,
 		    strerror(errno));
+		return;
+	}
+	if (c->upstream.ca_pem == NULL) {
+		c->upstream.ca_pem = xcalloc(1, sizeof(struct buf));
+		buf_init(c->upstream.ca_pem);
+	}
+	c->upstream.ca_pem->len = 0;
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0 &&
+	    c->upstream.ca_pem->len < (4u << 20))
+		buf_add(c->upstream.ca_pem, chunk, (size_t)n);
+	close(fd);
+	if (n < 0 || c->upstream.ca_pem->len == 0)
+		conf_err(l, path, "cannot read %s", c->upstream.ca_file);
 }
 
 static void
@@ -1170,7 +1202,7 @@ f_clients(struct loader *l, yajl_val v, const char *path, void *arg)
 static const struct field top_fields[] = {
 	{ "listen", f_listen }, { "listen_tls", f_listen_tls },
 	{ "admin", f_admin }, { "workers", f_unsupported },
-	{ "user", f_unsupported }, { "instance", f_instance },
+	{ "user", f_user }, { "instance", f_instance },
 	{ "upstream", f_upstream }, { "limits", f_limits },
 	{ "audit", f_audit }, { "clients", f_clients }, { NULL, NULL }
 };
@@ -1365,9 +1397,14 @@ conf_unref(struct conf *c)
 	free(c->file);
 	free(c->instance);
 	free(c->admin);
+	free(c->user);
 	free(c->upstream.url);
 	free(c->upstream.base);
 	free(c->upstream.ca_file);
+	if (c->upstream.ca_pem) {
+		buf_fini(c->upstream.ca_pem);
+		free(c->upstream.ca_pem);
+	}
 	free(c->upstream.pinned_pubkey);
 	free(c->audit.file);
 	free(c->audit.hmac_key_file);

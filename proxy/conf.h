@@ -75,10 +75,12 @@ struct conf {
 	size_t ntls;
 	char *instance;              /* never NULL after load: defaults to the host name */
 	char *admin;                 /* admin listener host:port, or NULL */
+	char *user;                  /* drop to this user after binding, or NULL */
 	struct {
 		char *url;               /* as configured */
 		char *base;              /* https://host:port, no trailing slash */
 		char *ca_file;
+		struct buf *ca_pem;      /* ca_file's contents, read at load */
 		char *pinned_pubkey;
 		int insecure_skip_verify;
 		long connect_timeout_ms, timeout_ms, max_connections;

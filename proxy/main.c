@@ -3,19 +3,23 @@
  * Signals come through uv_signal_t, so their work runs on the loop:
  * SIGHUP reloads the config, SIGUSR1 reopens the audit file, SIGTERM and
  * SIGINT drain and stop. */
+#define _GNU_SOURCE
 #include "admin.h"
 #include "audit.h"
-#include "metrics.h"
 #include "auth.h"
 #include "conf.h"
 #include "conn.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "tls.h"
 #include "upstream.h"
 #include "util.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +44,32 @@ usage(FILE *f)
 	    "       whmgate keygen              print a new client key and its sha256: line\n"
 	    "       whmgate audit verify FILE... [--key KEYFILE]\n"
 	    "       whmgate -V | -h\n");
+}
+
+/* After binding and opening the audit file: the process holds no root
+ * privilege from here on (setgroups first, then gid, then uid). */
+static int
+drop_privileges(const char *user)
+{
+	struct passwd *pw = getpwnam(user);
+
+	if (pw == NULL) {
+		log_err("user %s: no such user", user);
+		return -1;
+	}
+	if (setgroups(0, NULL) == -1 || setgid(pw->pw_gid) == -1 ||
+	    setuid(pw->pw_uid) == -1) {
+		log_err("cannot drop privileges to %s: %s", user, strerror(errno));
+		return -1;
+	}
+	if (pw->pw_uid != 0 && setuid(0) == 0) {
+		log_err("privileges could be regained after dropping them");
+		return -1;
+	}
+	/* setuid makes the process dumpable again: no core with secrets. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	log_info("running as %s", user);
+	return 0;
 }
 
 /* A reload may not change what was bound or opened at start. */
@@ -67,6 +97,9 @@ reload_blocker(const struct conf *o, const struct conf *n)
 	if ((o->admin == NULL) != (n->admin == NULL) ||
 	    (o->admin && strcmp(o->admin, n->admin) != 0))
 		return "admin cannot change on reload";
+	if ((o->user == NULL) != (n->user == NULL) ||
+	    (o->user && strcmp(o->user, n->user) != 0))
+		return "user cannot change on reload";
 	if ((o->audit.syslog == NULL) != (n->audit.syslog == NULL) ||
 	    (o->audit.syslog && strcmp(o->audit.syslog, n->audit.syslog) != 0))
 		return "audit.syslog cannot change on reload";
@@ -291,7 +324,8 @@ main(int argc, char **argv)
 	}
 	metrics_init();
 	if ((srv.up = upstream_new(srv.loop, srv.conf)) == NULL ||
-	    server_listen(&srv) == -1 || admin_listen(&srv) == -1) {
+	    server_listen(&srv) == -1 || admin_listen(&srv) == -1 ||
+	    (srv.conf->user && drop_privileges(srv.conf->user) == -1)) {
 		audit_system(srv.audit, "stop", "reason", "start-up failed", NULL);
 		audit_close(srv.audit);
 		return 1;

@@ -432,8 +432,13 @@ upstream_start(struct upstream *u, const struct conf *c,
 	curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->upstream.connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->upstream.timeout_ms);
-	if (c->upstream.ca_file)
-		curl_easy_setopt(e, CURLOPT_CAINFO, c->upstream.ca_file);
+	if (c->upstream.ca_pem) {
+		struct curl_blob ca = { c->upstream.ca_pem->p,
+		    c->upstream.ca_pem->len, CURL_BLOB_COPY };
+		/* Only the given CA, not the system store besides. */
+		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
+		curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+	}
 	if (c->upstream.pinned_pubkey)
 		curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, c->upstream.pinned_pubkey);
 	if (c->upstream.insecure_skip_verify) {

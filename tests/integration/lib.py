@@ -285,7 +285,10 @@ class Gate:
                               stdin=subprocess.DEVNULL, stdout=errf, stderr=errf,
                               cwd=self.dir, env=dict(os.environ, **(env or {})))
         self.pid = self.proc.pid
-        deadline = time.monotonic() + 10 * s.slow
+
+    def wait_ready(self):
+        """Returns once the listen port accepts a connection."""
+        deadline = time.monotonic() + 10 * self.session.slow
         while True:
             if self.proc.poll() is not None:
                 raise AssertionError(f"whmgate exited with {self.proc.returncode} "
@@ -606,7 +609,8 @@ class Ctx:
         environment variables."""
         conf = conf or self.conf()
         g = Gate(self, conf, f"gate{len(self.gates)}", env)
-        self.gates.append(g)
+        self.gates.append(g)        # stopped (and its stderr shown) even if it fails to start
+        g.wait_ready()
         return g
 
     def run_bin(self, *args, timeout=60):

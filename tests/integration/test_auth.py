@@ -80,3 +80,17 @@ def test_source_not_allowed(t):
     eq(r.status, 200, "status for the client whose source matches")
     check_forwarded(g, r.header("X-Request-Id"))
     eq(len(t.standin.requests()), 1, "requests WHM received")
+
+
+def test_authorization_trailing_whitespace(t):
+    """2b. Trailing whitespace is not part of a field value (RFC 9110
+    section 5.5): `Authorization: Bearer KEY  ` is the same key."""
+    g = t.gate()
+    key = t.key("billing").encode()
+    for auth in (b"Bearer " + key + b"  ", b"whm billing:" + key + b" \t"):
+        r = g.raw(b"GET /json-api/listaccts?api.version=1 HTTP/1.1\r\nHost: x\r\n"
+                  b"Authorization: " + auth + b"\r\n\r\n")
+        eq(r.status, 200, f"status with trailing whitespace after {auth.split()[0]!r} "
+           f"({r.body[:120]!r})")
+        check_forwarded(g, r.header("X-Request-Id"))
+    eq(len(t.standin.requests()), 2, "requests WHM received")

@@ -39,8 +39,14 @@ def test_upstream_timeout(t):
     t.standin.behave(delay_ms=3000)
     t0 = time.monotonic()
     box = {}
-    th = threading.Thread(target=lambda: box.update(r=g.curl(
-        "/json-api/listaccts?api.version=1", auth=f"Bearer {t.key('billing')}")))
+
+    def call():
+        try:
+            box["r"] = g.curl("/json-api/listaccts?api.version=1",
+                              auth=f"Bearer {t.key('billing')}")
+        except Exception as e:      # noqa: BLE001 - reported below
+            box["error"] = e
+    th = threading.Thread(target=call)
     th.start()
     # While WHM sits on the call, its request record is already written.
     try:
@@ -52,7 +58,7 @@ def test_upstream_timeout(t):
     eq(len(pending), 2, "records while WHM was busy (start, request)")
     took = time.monotonic() - t0
     r = box.get("r")
-    assert r is not None, "curl failed"
+    assert r is not None, f"curl failed: {box.get('error')}"
     rid = check_error(r, 504, "upstream_timeout")
     assert 0.8 <= took <= 2.5 * t.session.slow, f"504 after {took:.2f} s, want about 1 s"
     check_upstream_failure(g, rid, 504)
