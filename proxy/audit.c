@@ -210,6 +210,14 @@ gen_params(struct audit *a, yajl_gen g, const struct params *ps, int skip_cmd,
 	for (i = 0; i < ps->n; i++) {
 		if (skip_cmd && strcmp(ps->v[i].base, "command") == 0)
 			continue;
+		if (secret_value(a->conf, ps->v[i].name)) {
+			/* A secret sent as a name: keep the slot, not it. */
+			char name[40];
+			snprintf(name, sizeof(name), "[REDACTED-NAME-%zu]", i);
+			gen_s(g, name);
+			gen_s(g, "[REDACTED]");
+			continue;
+		}
 		gen_s(g, ps->v[i].name);
 		gen_value(a, g, ps->v[i].base, ps->v[i].value);
 	}
@@ -263,7 +271,9 @@ gen_whm(struct audit *a, yajl_gen g, const struct audit_event *ev)
 	gen_s(g, "whm");
 	yajl_gen_map_open(g);
 	gen_s(g, "function");
-	if (ev->function)
+	if (ev->function && secret_value(a->conf, ev->function))
+		gen_s(g, "[REDACTED]");
+	else if (ev->function)
 		gen_raw(g, ev->function, 128);
 	else
 		yajl_gen_null(g);
@@ -354,7 +364,9 @@ gen_event(struct audit *a, yajl_gen g, const struct audit_event *ev)
 	else
 		yajl_gen_null(g);
 	gen_s(g, "path");
-	if (ev->path)
+	if (ev->path && secret_value(a->conf, ev->path))
+		gen_s(g, "[REDACTED]");
+	else if (ev->path)
 		gen_raw(g, ev->path, 512);
 	else
 		yajl_gen_null(g);

@@ -105,6 +105,7 @@ static void conn_close(struct conn *c, const char *why);
 static void req_done(struct conn *c);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+static void in_compact(struct conn *c);
 
 /* ---- per-client limits, kept across reloads by client id ---- */
 
@@ -194,18 +195,25 @@ on_written(uv_write_t *w, int status)
 		req_done(c);
 }
 
-/* Queues bytes as they go on the wire. */
+/* Queues the concatenation of up to three pieces, as they go on the wire. */
 static int
-raw_write(struct conn *c, const char *p, size_t n)
+raw_write(struct conn *c, const char *a, size_t an, const char *b, size_t bn,
+    const char *d, size_t dn)
 {
 	struct wreq *wr;
 	uv_buf_t ub;
+	size_t n = an + bn + dn;
 
 	if ((wr = malloc(sizeof(*wr) + n)) == NULL)
 		return -1;
 	wr->c = c;
 	wr->len = n;
-	memcpy(wr->data, p, n);
+	if (an)
+		memcpy(wr->data, a, an);
+	if (bn)
+		memcpy(wr->data + an, b, bn);
+	if (dn)
+		memcpy(wr->data + an + bn, d, dn);
 	ub = uv_buf_init(wr->data, (unsigned int)n);
 	if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, on_written) != 0) {
 		free(wr);
@@ -215,7 +223,7 @@ raw_write(struct conn *c, const char *p, size_t n)
 	return 0;
 }
 
-/* Queues the concatenation of up to three pieces (encrypted on TLS). */
+/* Queues a response piece: as is, or encrypted on TLS. */
 static int
 conn_write(struct conn *c, const char *a, size_t an, const char *b, size_t bn,
     const char *d, size_t dn)
@@ -225,20 +233,14 @@ conn_write(struct conn *c, const char *a, size_t an, const char *b, size_t bn,
 
 	if (c->closing)
 		return -1;
+	if (c->tls == NULL)
+		return raw_write(c, a, an, b, bn, d, dn);
 	buf_init(&out);
-	if (c->tls) {
-		rc |= tls_write(c->tls, a, an, &out);
-		rc |= tls_write(c->tls, b, bn, &out);
-		rc |= tls_write(c->tls, d, dn, &out);
-	} else if (buf_reserve(&out, an + bn + dn) == 0) {
-		buf_add(&out, a, an);
-		buf_add(&out, b, bn);
-		buf_add(&out, d, dn);
-	} else {
-		rc = -1;
-	}
+	rc |= tls_write(c->tls, a, an, &out);
+	rc |= tls_write(c->tls, b, bn, &out);
+	rc |= tls_write(c->tls, d, dn, &out);
 	if (rc == 0 && out.len)
-		rc = raw_write(c, out.p, out.len);
+		rc = raw_write(c, out.p, out.len, NULL, 0, NULL, 0);
 	buf_fini(&out);
 	return rc;
 }
@@ -819,7 +821,7 @@ req_done(struct conn *c)
 			buf_init(&out);
 			tls_close_notify(c->tls, &out);
 			if (out.len)
-				raw_write(c, out.p, out.len);
+				raw_write(c, out.p, out.len, NULL, 0, NULL, 0);
 			buf_fini(&out);
 		}
 		if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, NULL) != 0) {
@@ -898,6 +900,8 @@ conn_feed(struct conn *c)
 	}
 	if (c->closing || c->lingering)
 		return;
+	if (c->req == NULL)
+		in_compact(c);
 	/* While a request runs, hold at most IN_CAP pipelined bytes. */
 	if (c->req && c->req->state != R_READ && c->in.len - c->in_off > IN_CAP)
 		uv_read_stop((uv_stream_t *)&c->tcp);
@@ -905,38 +909,32 @@ conn_feed(struct conn *c)
 		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-/* Makes room for READ_CHUNK more bytes at the end of c->in. */
-static int
-in_reserve(struct conn *c)
+/* Drops consumed bytes from the front of c->in; frees a large buffer
+ * that is empty, so idle connections stay small. */
+static void
+in_compact(struct conn *c)
 {
 	if (c->in_off == c->in.len) {
 		c->in.len = c->in_off = 0;
+		if (c->in.cap > 4096)
+			buf_fini(&c->in);
 	} else if (c->in_off > 0) {
 		memmove(c->in.p, c->in.p + c->in_off, c->in.len - c->in_off);
 		c->in.len -= c->in_off;
 		c->in_off = 0;
 	}
-	return buf_reserve(&c->in, READ_CHUNK);
 }
 
 static void
 on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
-	/* TLS records and lingering discards go through one buffer per
-	 * thread: their bytes are used up within on_read. */
+	/* Every read lands in one buffer per thread; on_read keeps only
+	 * what a connection needs, so an idle connection holds no buffer. */
 	static _Thread_local char scratch[READ_CHUNK];
-	struct conn *c = h->data;
 
+	(void)h;
 	(void)hint;
-	if (c->tls || c->lingering) {
-		*b = uv_buf_init(scratch, sizeof(scratch));
-		return;
-	}
-	if (in_reserve(c) == -1) {
-		*b = uv_buf_init(NULL, 0);
-		return;
-	}
-	*b = uv_buf_init(c->in.p + c->in.len, READ_CHUNK);
+	*b = uv_buf_init(scratch, sizeof(scratch));
 }
 
 /* Decrypts n bytes of TLS into c->in. 0 ok, 1 peer closed, -1 error. */
@@ -947,14 +945,11 @@ tls_in(struct conn *c, const char *p, size_t n)
 	int rc;
 
 	buf_init(&out);
-	if (in_reserve(c) == -1) {
-		buf_fini(&out);
-		return -1;
-	}
+	in_compact(c);
 	rc = tls_read(c->tls, p, n, &c->in, &out);
 	/* Handshake messages, alerts and tickets go out even on error. */
 	if (out.len)
-		raw_write(c, out.p, out.len);
+		raw_write(c, out.p, out.len, NULL, 0, NULL, 0);
 	buf_fini(&out);
 	return rc;
 }
@@ -980,7 +975,9 @@ on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		else if (c->in.len == c->in_off)
 			return;          /* handshake only, no data yet */
 	} else if (n > 0) {
-		c->in.len += (size_t)n;
+		in_compact(c);
+		if (buf_add(&c->in, b->base, (size_t)n) == -1)
+			n = UV_ENOMEM;
 	}
 	if (n < 0) {
 		if (!c->lingering && r && r->state == R_READ &&

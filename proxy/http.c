@@ -144,6 +144,11 @@ store_header(struct http_parser *hp)
 		r->hdrs = h;
 		r->caphdrs = cap;
 	}
+	/* A field value has no trailing whitespace (RFC 9110, 5.5); llhttp
+	 * drops the leading part only. */
+	while (hp->value.len && (hp->value.p[hp->value.len - 1] == ' ' ||
+	    hp->value.p[hp->value.len - 1] == '\t'))
+		hp->value.len--;
 	h = &r->hdrs[r->nhdrs];
 	h->name = arena_strndup(r->arena, hp->field.p ? hp->field.p : "",
 	    hp->field.len);
