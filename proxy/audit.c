@@ -56,6 +56,7 @@ struct audit {
 	uv_thread_t thread;
 	uv_mutex_t mu;
 	uv_cond_t cond;
+	uv_cond_t idle;          /* signalled when the queue ran empty */
 	const struct conf *conf;
 	char *path;
 	enum fsync_mode fsync;
@@ -66,7 +67,7 @@ struct audit {
 	struct entry *head, *tail;
 	size_t nqueued, qbytes;
 	struct entry *done_head, *done_tail;
-	int stop, reopen, faulted;
+	int stop, reopen, faulted, writing;
 	unsigned long long records, failures, dropped;
 	/* writer thread only */
 	int fd;
@@ -853,9 +854,11 @@ writer_main(void *arg)
 				n++;
 			}
 		}
+		a->writing = 1;
 		uv_mutex_unlock(&a->mu);
 		rc = batch ? write_batch(a, batch, n) : -1;
 		uv_mutex_lock(&a->mu);
+		a->writing = 0;
 		if (rc == 0) {
 			if (a->faulted)
 				log_info("audit: writing %s again", a->path);
@@ -882,7 +885,10 @@ writer_main(void *arg)
 		}
 		if (a->done_head)
 			uv_async_send(&a->async);
+		if (a->head == NULL || a->faulted)
+			uv_cond_broadcast(&a->idle);
 	}
+	uv_cond_broadcast(&a->idle);
 	uv_mutex_unlock(&a->mu);
 	if (a->dirty)
 		fdatasync(a->fd);
@@ -965,7 +971,8 @@ audit_open(const struct conf *c, uv_loop_t *loop, struct buf *err)
 		    c->audit.syslog);
 		goto fail;
 	}
-	if (uv_mutex_init(&a->mu) || uv_cond_init(&a->cond)) {
+	if (uv_mutex_init(&a->mu) || uv_cond_init(&a->cond) ||
+	    uv_cond_init(&a->idle)) {
 		buf_printf(err, "audit: cannot create locks");
 		goto fail;
 	}
@@ -1002,10 +1009,25 @@ fail:
 }
 
 void
-audit_close(struct audit *a)
+audit_close(struct audit *a, const char *stop_reason)
 {
+	int busy;
+
 	if (a == NULL)
 		return;
+	/* Requests still waiting for their record get their callbacks (and
+	 * write their last records) before the stop record closes the file. */
+	do {
+		uv_mutex_lock(&a->mu);
+		while ((a->head || a->writing) && !a->faulted)
+			uv_cond_wait(&a->idle, &a->mu);
+		busy = a->done_head != NULL;
+		uv_mutex_unlock(&a->mu);
+		on_async(&a->async);
+	} while (busy);
+	if (stop_reason)
+		audit_system(a, "stop", "reason", stop_reason[0] ? stop_reason :
+		    NULL, NULL);
 	uv_mutex_lock(&a->mu);
 	a->stop = 1;
 	uv_cond_signal(&a->cond);
@@ -1016,6 +1038,7 @@ audit_close(struct audit *a)
 	close(a->fd);
 	uv_mutex_destroy(&a->mu);
 	uv_cond_destroy(&a->cond);
+	uv_cond_destroy(&a->idle);
 	free(a->path);
 	if (a->key)
 		OPENSSL_cleanse(a->key, a->keylen);

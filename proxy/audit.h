@@ -50,8 +50,11 @@ struct audit;
  * writer. Returns NULL with a message in err. */
 struct audit *audit_open(const struct conf *c, uv_loop_t *loop,
     struct buf *err);
-/* Writes nothing more, joins the writer after it drained the queue. */
-void audit_close(struct audit *a);
+/* Drains the queue (running the callbacks of records that were waiting,
+ * which may add records), writes the stop record with stop_reason ("" for
+ * none, NULL for no stop record), joins the writer and closes the file.
+ * Call after the loop ended; the struct is freed by the loop's next run. */
+void audit_close(struct audit *a, const char *stop_reason);
 /* Uses conf c for redaction and the instance name from now on. The caller
  * keeps c alive until the next audit_set_conf or audit_close. */
 void audit_set_conf(struct audit *a, const struct conf *c);

@@ -1217,13 +1217,15 @@ report_syntax(struct loader *l, const char *text, size_t len)
 	unsigned char *msg;
 
 	yajl_config(h, yajl_allow_comments, 1);
-	if (yajl_parse(h, (const unsigned char *)text, len) == yajl_status_ok &&
-	    yajl_complete_parse(h) == yajl_status_ok) {
+	if (yajl_parse(h, (const unsigned char *)text, len) != yajl_status_ok) {
+		off = yajl_get_bytes_consumed(h);
+	} else if (yajl_complete_parse(h) != yajl_status_ok) {
+		off = len;          /* premature end: the error is at the end */
+	} else {
 		conf_err(l, "$", "invalid JSON");
 		yajl_free(h);
 		return;
 	}
-	off = yajl_get_bytes_consumed(h);
 	for (i = 0; i < off && i < len; i++) {
 		if (text[i] == '\n') {
 			line++;

@@ -1075,7 +1075,9 @@ conn_close(struct conn *c, const char *why)
 			res.status = r->head_sent ? r->status : 0;
 			res.bytes = r->relayed;
 			res.ms = time_ms() - r->t_up;
-			req_response_record(r, 499, &res, "client_closed");
+			/* Cut at the shutdown deadline, or the client left. */
+			req_response_record(r, 499, &res, s->draining ?
+			    "shutdown_deadline" : "client_closed");
 			req_free(r);
 			break;
 		}

@@ -92,6 +92,8 @@ http_begin(struct http_parser *hp, struct http_req *req)
 	hp->header_bytes = hp->body_wire_bytes = hp->ext_bytes = 0;
 	hp->field.len = hp->value.len = 0;
 	hp->head_done = hp->head_reported = hp->msg_done = 0;
+	hp->msg_bytes = hp->gap = 0;
+	hp->prev_byte = 0;
 	hp->status = 0;
 	hp->reason = NULL;
 }
@@ -132,6 +134,8 @@ store_header(struct http_parser *hp)
 	struct http_header *h;
 	size_t cap;
 
+	if (hp->field.len == 0)
+		return fail(hp, 400, "empty header field name");
 	if (r->nhdrs == HTTP_MAX_HEADERS)
 		return fail(hp, 431, "too many header fields");
 	if (r->nhdrs == r->caphdrs) {
@@ -189,11 +193,7 @@ on_header_value(llhttp_t *p, const char *at, size_t n)
 
 	if (count_header_bytes(hp, n))
 		return HPE_USER;
-	/* llhttp hands a folded continuation line (obs-fold) over as one
-	 * more piece of the value, starting right after the LF. WHM and
-	 * intermediaries unfold such lines differently: refuse them. */
-	if ((at > hp->exec_start ? at[-1] : hp->prev_byte) == '\n' ||
-	    memchr(at, '\r', n) || memchr(at, '\n', n))
+	if (memchr(at, '\r', n) || memchr(at, '\n', n))
 		return fail(hp, 400, "folded header field (obs-fold)");
 	if (buf_add(&hp->value, at, n) == -1)
 		return fail(hp, 431, "out of memory");
@@ -212,6 +212,7 @@ framing_checks(struct http_parser *hp)
 	struct http_req *r = hp->req;
 	size_t i;
 	const char *n;
+	int nte = 0;
 
 	for (i = 0; i < r->nhdrs; i++) {
 		n = r->hdrs[i].name;
@@ -228,6 +229,11 @@ framing_checks(struct http_parser *hp)
 			r->content_encoding = r->hdrs[i].value;
 		} else if (strcasecmp(n, "upgrade") == 0) {
 			return fail(hp, 400, "Upgrade is not supported");
+		} else if (strcasecmp(n, "transfer-encoding") == 0) {
+			/* A single "chunked" and nothing else: a coding
+			 * list could be framed differently upstream. */
+			if (nte++ || strcasecmp(r->hdrs[i].value, "chunked") != 0)
+				return fail(hp, 400, "unsupported Transfer-Encoding");
 		}
 	}
 	if (!(r->major == 1 && (r->minor == 0 || r->minor == 1)))
@@ -282,6 +288,13 @@ on_body(llhttp_t *p, const char *at, size_t n)
 	struct http_parser *hp = hp_of(p);
 	struct http_req *r = hp->req;
 
+	/* The framing bytes since the previous piece of body: a chunk-size
+	 * line with its extensions, and CRLFs. */
+	hp->gap += (size_t)(at - hp->mark);
+	if (hp->gap > HTTP_MAX_CHUNK_LINE + 8)
+		return fail(hp, 400, "chunk-size line too long");
+	hp->gap = 0;
+	hp->mark = at + n;
 	if (n > hp->max_body_bytes || r->body.len > hp->max_body_bytes - n)
 		return fail(hp, 413, "request body too large");
 	if (buf_add(&r->body, at, n) == -1)
@@ -346,6 +359,25 @@ llhttp_reason(llhttp_errno_t e)
 	}
 }
 
+/* What llhttp lets pass in the head, seen in the raw bytes (which all
+ * belong to the head: llhttp pauses at its end): a line folded onto the
+ * previous one (obs-fold: LF then SP or HTAB), and a bare LF. */
+static int
+raw_head_checks(struct http_parser *hp, const char *p, size_t n)
+{
+	size_t i;
+	char prev = hp->prev_byte;
+
+	for (i = 0; i < n; prev = p[i], i++) {
+		if (prev == '\n' && (p[i] == ' ' || p[i] == '\t'))
+			return fail(hp, 400, "folded header field (obs-fold)");
+		if (p[i] == '\n' && prev != '\r')
+			return fail(hp, 400, "bare LF");
+	}
+	hp->prev_byte = prev;
+	return 0;
+}
+
 enum http_event
 http_feed(struct http_parser *hp, const char *data, size_t len, size_t *used)
 {
@@ -358,7 +390,7 @@ http_feed(struct http_parser *hp, const char *data, size_t len, size_t *used)
 		return HEV_ERROR;
 	if (hp->msg_done)
 		return HEV_DONE;
-	hp->exec_start = data;
+	hp->mark = data;
 	e = llhttp_execute(&hp->p, data, len);
 	if (e == HPE_OK) {
 		n = len;
@@ -375,8 +407,16 @@ http_feed(struct http_parser *hp, const char *data, size_t len, size_t *used)
 		return HEV_ERROR;
 	}
 	*used = n;
-	if (n > 0)
-		hp->prev_byte = data[n - 1];
+	hp->msg_bytes += n;
+	if (!hp->head_reported && raw_head_checks(hp, data, n) == -1)
+		return HEV_ERROR;
+	if (hp->head_reported) {
+		hp->gap += (size_t)(data + n - hp->mark);
+		if (hp->gap > HTTP_MAX_CHUNK_LINE + 8) {
+			fail(hp, 400, "chunk-size line too long");
+			return HEV_ERROR;
+		}
+	}
 	if (hp->head_done && !hp->head_reported) {
 		/* Paused in on_headers_complete: the caller decides before
 		 * any body byte is read. */
@@ -396,7 +436,7 @@ http_feed(struct http_parser *hp, const char *data, size_t len, size_t *used)
 enum http_event
 http_eof(struct http_parser *hp)
 {
-	if (hp->header_bytes == 0 && !hp->head_done)
+	if (hp->msg_bytes == 0)
 		return HEV_MORE;
 	if (hp->msg_done)
 		return HEV_MORE;

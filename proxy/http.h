@@ -47,8 +47,10 @@ struct http_parser {
 	size_t header_bytes, body_wire_bytes, ext_bytes;
 	struct buf field, value; /* the header being assembled */
 	int head_done, head_reported, msg_done;
-	const char *exec_start;  /* the buffer being parsed, for look-behind */
-	char prev_byte;          /* last byte of the previous buffer */
+	const char *mark;        /* end of the last body piece in this buffer */
+	size_t gap;              /* framing bytes since the last body byte */
+	size_t msg_bytes;        /* bytes of this message consumed so far */
+	char prev_byte;          /* last head byte of the previous buffer */
 	int status;              /* on HEV_ERROR: 400, 413 or 431 */
 	const char *reason;
 };

@@ -173,7 +173,6 @@ finish(void)
 		return;
 	conn_close_all(&srv);
 	admin_stop(&srv);
-	audit_system(srv.audit, "stop", NULL);
 	uv_timer_stop(&drain_timer);
 	uv_timer_stop(&drain_check);
 	uv_close((uv_handle_t *)&drain_timer, NULL);
@@ -326,8 +325,7 @@ main(int argc, char **argv)
 	if ((srv.up = upstream_new(srv.loop, srv.conf)) == NULL ||
 	    server_listen(&srv) == -1 || admin_listen(&srv) == -1 ||
 	    (srv.conf->user && drop_privileges(srv.conf->user) == -1)) {
-		audit_system(srv.audit, "stop", "reason", "start-up failed", NULL);
-		audit_close(srv.audit);
+		audit_close(srv.audit, "start-up failed");
 		return 1;
 	}
 	uv_signal_init(srv.loop, &sig_hup);
@@ -343,7 +341,7 @@ main(int argc, char **argv)
 	log_info("whmgate %s started (config %s, upstream %s)", WHMGATE_VERSION,
 	    conf_file, srv.conf->upstream.base);
 	uv_run(srv.loop, UV_RUN_DEFAULT);
-	audit_close(srv.audit);
+	audit_close(srv.audit, "");
 	uv_run(srv.loop, UV_RUN_DEFAULT);   /* the audit's close callback */
 	server_free(&srv);
 	conf_unref(srv.conf);

@@ -156,7 +156,9 @@ on_key(void *ctx, const unsigned char *k, size_t n)
 	struct outcome *o = oc(ctx);
 	char *key = o->f[o->depth - 1].key;
 
-	if (n < sizeof(o->f[0].key)) {
+	/* A key with a NUL in it is no key we look for ("metadata\u0000"
+	 * must not pass for "metadata"). */
+	if (n < sizeof(o->f[0].key) && memchr(k, '\0', n) == NULL) {
 		memcpy(key, k, n);
 		key[n] = '\0';
 	} else {

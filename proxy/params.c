@@ -463,7 +463,9 @@ call_parse(struct arena *a, struct call *c, const char *function,
 	if (check_duplicates(&c->params, c->kind == CALL_BATCH, why) ||
 	    check_api_version(&c->params, why))
 		return -1;
-	c->add_api_version = params_count(&c->params, "api.version", 0) == 0;
+	/* WHM reads the plain name: add it unless it is there (a lone
+	 * api.version-N copy does not select API 1). */
+	c->add_api_version = params_count(&c->params, "api.version", 1) == 0;
 	if (c->kind == CALL_BATCH)
 		return parse_batch(a, c, why);
 	if (c->kind == CALL_CPANEL || c->kind == CALL_UAPI)

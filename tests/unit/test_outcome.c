@@ -34,6 +34,8 @@ static const struct ocase cases[] = {
 	  "\"decoy\"}}]}}", 0, 0, -1, "real", 0, 0, { 0 } },
 	{ "decoy inside metadata", "{\"metadata\":{\"x\":{\"result\":1,"
 	  "\"reason\":\"decoy\"},\"result\":0}}", 0, 0, -1, NULL, 0, 0, { 0 } },
+	{ "object under result", "{\"metadata\":{\"result\":{\"v\":0},"
+	  "\"reason\":[\"decoy\"]}}", 0, -1, -1, NULL, 0, 0, { 0 } },
 	{ "decoy in an array", "{\"data\":[{\"metadata\":{\"result\":0}}],"
 	  "\"metadata\":{\"result\":1}}", 0, 1, -1, NULL, 0, 0, { 0 } },
 	{ "root array", "[{\"metadata\":{\"result\":1,\"reason\":\"x\"}}]",
