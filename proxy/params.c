@@ -440,6 +440,7 @@ parse_batch(struct arena *a, struct call *c, const char **why)
 			if (parse_cpanel(a, &inner, why) == -1)
 				return -1;
 			s->rule_name = inner.rule_name;
+			s->cuser = inner.cuser;
 		}
 	}
 	c->nsubs = n;

@@ -27,6 +27,7 @@ enum call_kind { CALL_PLAIN, CALL_BATCH, CALL_CPANEL, CALL_UAPI };
 struct subcall {
 	char *function;
 	const char *rule_name;     /* fn, or cpanel:M::f for a cpanel sub-call */
+	const char *cuser;         /* a cpanel sub-call's effective user */
 	struct params params;
 };
 

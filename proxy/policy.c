@@ -73,9 +73,28 @@ check_rule(const struct allow_rule *r, const struct params *ps,
 	return 0;
 }
 
+/* cpanel runs as cpanel_jsonapi_user, or as 'user' when that is absent:
+ * a value constraint written for cpanel_jsonapi_user holds for the user
+ * the call really runs as, whichever name carried it. */
+static int
+check_cpanel_user(const struct allow_rule *r, const struct params *ps,
+    const char *cuser, struct decision *d)
+{
+	size_t i;
+
+	if (cuser == NULL || params_count(ps, "cpanel_jsonapi_user", 0) > 0)
+		return 0;
+	for (i = 0; i < r->ncons; i++)
+		if (strcmp(r->cons[i].param, "cpanel_jsonapi_user") == 0 &&
+		    !value_ok(&r->cons[i], cuser))
+			return deny(d, "parameter_not_allowed", r->cons[i].path,
+			    "%s", "the cPanel user is not allowed");
+	return 0;
+}
+
 static int
 check_one(const struct client *cl, const char *name, const struct params *ps,
-    struct decision *d)
+    const char *cuser, struct decision *d)
 {
 	const struct allow_rule *r = conf_allow(cl, name);
 
@@ -83,7 +102,10 @@ check_one(const struct client *cl, const char *name, const struct params *ps,
 		return deny(d, "function_not_allowed", NULL,
 		    "%s is not allowed for this client", name);
 	d->rule = r->path;
-	return check_rule(r, ps, d);
+	if (check_rule(r, ps, d) == -1)
+		return -1;
+	return strncmp(name, "cpanel:", 7) == 0 ?
+	    check_cpanel_user(r, ps, cuser, d) : 0;
 }
 
 int
@@ -93,7 +115,7 @@ policy_check(const struct client *cl, const struct call *c, struct decision *d)
 	size_t i;
 
 	memset(d, 0, sizeof(*d));
-	if (check_one(cl, c->rule_name, &c->params, d) == -1)
+	if (check_one(cl, c->rule_name, &c->params, c->cuser, d) == -1)
 		return -1;
 	batch = conf_allow(cl, "batch");
 	for (i = 0; i < c->nsubs; i++) {
@@ -101,7 +123,7 @@ policy_check(const struct client *cl, const struct call *c, struct decision *d)
 			return deny(d, "function_not_allowed", batch->path,
 			    "%s", "nested batch is not allowed");
 		if (check_one(cl, c->subs[i].rule_name, &c->subs[i].params,
-		    d) == -1)
+		    c->subs[i].cuser, d) == -1)
 			return -1;
 	}
 	d->allow = 1;

@@ -144,6 +144,15 @@ static const struct pcase cases[] = {
 	  R "[\"cpanel:Email::listpops\"].cpanel_jsonapi_user" },
 	{ "p", "cpanel", "cpanel_jsonapi_module=Email&cpanel_jsonapi_func="
 	  "addpop&cpanel_jsonapi_user=cust1", FN, NULL },
+	/* the 'user' fallback is held to the cpanel_jsonapi_user rule */
+	{ "p", "cpanel", "cpanel_jsonapi_module=Email&cpanel_jsonapi_func="
+	  "listpops&user=root", PN,
+	  R "[\"cpanel:Email::listpops\"].cpanel_jsonapi_user" },
+	{ "p", "cpanel", "cpanel_jsonapi_module=Email&cpanel_jsonapi_func="
+	  "listpops&user=cust7", NULL, R "[\"cpanel:Email::listpops\"]" },
+	{ "p", "batch", "command=cpanel%3Fcpanel_jsonapi_module%3DEmail%26"
+	  "cpanel_jsonapi_func%3Dlistpops%26user%3Droot", PN,
+	  R "[\"cpanel:Email::listpops\"].cpanel_jsonapi_user" },
 	{ "p", "cpanel", "cpanel_jsonapi_module=email&cpanel_jsonapi_func="
 	  "listpops", FN, NULL },
 	{ "p", "cpanel", "cpanel_jsonapi_module=Ftp&cpanel_jsonapi_func="
