@@ -312,6 +312,10 @@ req_deny_record(struct req *r, int status, const char *code,
 	if (r->recorded)
 		return;
 	r->recorded = 1;
+	/* Refused before the target was checked: still say which path. */
+	if (r->path == NULL && r->http.target)
+		r->path = arena_strndup(&r->arena, r->http.target,
+		    strcspn(r->http.target, "?#"));
 	event_init(r, &ev, "deny");
 	ev.status = status;
 	ev.with_params = 1;
