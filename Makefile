@@ -48,7 +48,7 @@ $(BUILD)/llhttp_%.o: $(LLHTTP_DIR)/%.c | $(BUILD)
 $(BUILD)/whmgate: $(OBJS_CORE) $(OBJS_DAEMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/test_%: tests/unit/test_%.c tests/unit/unit.h $(OBJS_CORE)
+$(BUILD)/test_%: tests/unit/test_%.c tests/unit/*.h $(OBJS_CORE)
 	$(CC) $(ALL_CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(OBJS_CORE) $(LIBS)
 
 # Installs only what is missing, so a second run costs one dpkg query.
@@ -67,10 +67,12 @@ run: deps
 unit: $(UNIT_TESTS:%=$(BUILD)/%)
 	@python3 tests/run_all.py --unit-only --build $(BUILD)
 
+# Every suite, on the normal build and on an ASan/UBSan build.
 test: deps
-	$(MAKE) WERROR=1 all $(UNIT_TESTS:%=$(BUILD)/%)
+	$(MAKE) WERROR=1 all $(UNIT_TESTS:%=build/%)
+	$(MAKE) WERROR=1 SANITIZE=address,undefined all $(UNIT_TESTS:%=build/san/%)
 	$(MAKE) fuzz-build
-	python3 tests/run_all.py --build $(BUILD) --fuzz-seconds 10
+	python3 tests/run_all.py --build build --san-build build/san --fuzz-seconds 10
 
 # libFuzzer targets (tests/fuzz/fuzz_*.c) over the socket-free modules,
 # built with clang, ASan and UBSan. `make fuzz FUZZ_SECONDS=600` runs each

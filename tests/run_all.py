@@ -35,6 +35,9 @@ def run(name, cmd, env=None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
+    ap.add_argument("--san-build", default=None,
+                    help="also run the unit and integration tests of this "
+                         "ASan/UBSan build")
     ap.add_argument("--unit-only", action="store_true")
     ap.add_argument("-k", default=None, help="integration tests matching this")
     ap.add_argument("--fuzz-seconds", type=int, default=0,
@@ -44,25 +47,31 @@ def main():
     root = os.path.dirname(here)
     os.chdir(root)
     total_p = total_f = 0
-    for binary in sorted(glob.glob(os.path.join(a.build, "test_*"))):
-        if not os.access(binary, os.X_OK) or binary.endswith(".o"):
-            continue
-        p, f = run(os.path.basename(binary), [binary])
-        total_p += p
-        total_f += f
+    builds = [a.build] + ([a.san_build] if a.san_build else [])
+    for build in builds:
+        for binary in sorted(glob.glob(os.path.join(build, "test_*"))):
+            if not os.access(binary, os.X_OK) or binary.endswith(".o"):
+                continue
+            p, f = run(binary, [binary])
+            total_p += p
+            total_f += f
     if a.fuzz_seconds and not a.unit_only:
         p, f = run("fuzz", ["tests/fuzz/run.sh", str(a.fuzz_seconds),
                             "http", "params", "policy", "conf", "outcome"])
         total_p += p
         total_f += f
     if not a.unit_only:
-        cmd = [sys.executable, "tests/integration/run.py", "--bin",
-               os.path.join(a.build, "whmgate")]
-        if a.k:
-            cmd += ["-k", a.k]
-        p, f = run("integration", cmd)
-        total_p += p
-        total_f += f
+        for build in builds:
+            env = dict(os.environ)
+            if build == a.san_build:
+                env["WHMGATE_SANITIZED"] = "1"
+            cmd = [sys.executable, "tests/integration/run.py", "--bin",
+                   os.path.join(build, "whmgate")]
+            if a.k:
+                cmd += ["-k", a.k]
+            p, f = run(f"integration ({build})", cmd, env)
+            total_p += p
+            total_f += f
     print(f"{total_p} passed, {total_f} failed")
     return 1 if total_f else 0
 

@@ -99,7 +99,11 @@ class Session:
         if not os.access(binary, os.X_OK):
             raise RuntimeError(f"{binary} is not an executable (run make first)")
         self.wrapper = shlex.split(wrapper) if wrapper else []
-        self.slow = 8 if self.wrapper else 1        # timeout factor
+        # An ASan/UBSan build (WHMGATE_SANITIZED=1): slower, and its RSS
+        # includes ASan's quarantine, so memory bounds are not measured.
+        self.sanitized = os.environ.get("WHMGATE_SANITIZED") == "1"
+        self.instrumented = bool(self.wrapper) or self.sanitized
+        self.slow = 8 if self.wrapper else 2 if self.sanitized else 1  # timeout factor
         self.dir = tempfile.mkdtemp(prefix="whmgate-it-")
         # A private copy: a rebuild during the run cannot swap the binary
         # under the tests (or make it unreadable while the linker writes).

@@ -84,7 +84,7 @@ def test_large_body_bounded_memory(t):
     size = 60_000_000
     g = t.gate(t.conf(timeout_ms=300000))
     t.standin.behave(body_bytes=size)
-    wrapped = bool(t.session.wrapper)
+    wrapped = t.session.instrumented
     before = g.status()
     peak_rss = before["VmRSS"]
     # A small receive window (set before connect, so it is advertised).
