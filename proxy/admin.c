@@ -16,7 +16,6 @@ struct admin_conn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
 	uv_write_t w;
-	struct server *srv;
 	struct http_parser hp;
 	struct http_req req;
 	struct arena arena;
@@ -27,6 +26,8 @@ struct admin_conn {
 
 static uv_tcp_t admin_tcp;
 static int admin_on;
+static struct audit *admin_audit;
+static int admin_draining;
 
 static void
 on_closed(uv_handle_t *h)
@@ -80,12 +81,11 @@ respond(struct admin_conn *a, int status, const char *ctype, struct buf *body)
 static void
 serve(struct admin_conn *a)
 {
-	struct server *s = a->srv;
 	struct buf body;
-	int ready;
+	int writable = audit_writable(admin_audit);
+	int ready = writable && !admin_draining;
 
 	buf_init(&body);
-	ready = s->conf && audit_writable(s->audit) && !s->draining;
 	if (a->req.method_id != HTTP_GET) {
 		buf_adds(&body, "GET only\n");
 		respond(a, 400, "text/plain", &body);
@@ -93,13 +93,13 @@ serve(struct admin_conn *a)
 		buf_adds(&body, "ok\n");
 		respond(a, 200, "text/plain", &body);
 	} else if (strcmp(a->req.target, "/readyz") == 0) {
-		buf_adds(&body, ready ? "ready\n" : s->draining ? "draining\n" :
+		buf_adds(&body, ready ? "ready\n" : admin_draining ? "draining\n" :
 		    "audit trail not writable\n");
 		respond(a, ready ? 200 : 503, "text/plain", &body);
 	} else if (strcmp(a->req.target, "/metrics") == 0) {
-		metrics_render(&body, s->nconns, audit_records_total(s->audit),
-		    audit_failures_total(s->audit), audit_writable(s->audit),
-		    s->draining);
+		metrics_render(&body, server_connections(),
+		    audit_records_total(admin_audit),
+		    audit_failures_total(admin_audit), writable, admin_draining);
 		respond(a, 200, "text/plain; version=0.0.4", &body);
 	} else {
 		buf_adds(&body, "not found\n");
@@ -161,15 +161,13 @@ on_timeout(uv_timer_t *t)
 static void
 on_connection(uv_stream_t *ls, int status)
 {
-	struct server *s = ls->data;
 	struct admin_conn *a;
 
 	if (status < 0 || (a = calloc(1, sizeof(*a))) == NULL)
 		return;
-	a->srv = s;
-	uv_tcp_init(s->loop, &a->tcp);
+	uv_tcp_init(ls->loop, &a->tcp);
 	a->tcp.data = a;
-	uv_timer_init(s->loop, &a->timer);
+	uv_timer_init(ls->loop, &a->timer);
 	a->timer.data = a;
 	a->handles = 2;
 	arena_init(&a->arena);
@@ -186,20 +184,19 @@ on_connection(uv_stream_t *ls, int status)
 }
 
 int
-admin_listen(struct server *s)
+admin_listen(uv_loop_t *loop, const char *addr, struct audit *audit)
 {
 	struct sockaddr_storage ss;
-	const char *addr = s->conf->admin;
 	int rc;
 
+	admin_audit = audit;
 	if (addr == NULL)
 		return 0;
 	if (server_parse_addr(addr, &ss) != 0) {
 		log_err("admin %s: bad address", addr);
 		return -1;
 	}
-	uv_tcp_init(s->loop, &admin_tcp);
-	admin_tcp.data = s;
+	uv_tcp_init(loop, &admin_tcp);
 	admin_on = 1;
 	if ((rc = uv_tcp_bind(&admin_tcp, (struct sockaddr *)&ss, 0)) != 0 ||
 	    (rc = uv_listen((uv_stream_t *)&admin_tcp, 64, on_connection)) != 0) {
@@ -211,9 +208,14 @@ admin_listen(struct server *s)
 }
 
 void
-admin_stop(struct server *s)
+admin_set_draining(void)
 {
-	(void)s;
+	admin_draining = 1;
+}
+
+void
+admin_stop(void)
+{
 	if (admin_on && !uv_is_closing((uv_handle_t *)&admin_tcp))
 		uv_close((uv_handle_t *)&admin_tcp, NULL);
 }

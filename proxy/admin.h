@@ -3,10 +3,15 @@
 #ifndef WHMGATE_ADMIN_H
 #define WHMGATE_ADMIN_H
 
-struct server;
+#include <uv.h>
 
-/* Binds s->conf->admin if set. Returns 0, or -1 after logging. */
-int admin_listen(struct server *s);
-void admin_stop(struct server *s);
+struct audit;
+
+/* Binds addr (host:port; NULL: no admin listener) on loop, reporting on
+ * audit. Returns 0, or -1 after logging. */
+int admin_listen(uv_loop_t *loop, const char *addr, struct audit *audit);
+/* /readyz answers 503 from now on. */
+void admin_set_draining(void);
+void admin_stop(void);
 
 #endif

@@ -47,17 +47,27 @@ struct entry {
 	size_t len;
 	audit_cb cb;
 	void *arg;
+	struct audit_sink *sink;   /* the loop the callback runs on */
 	int ok;
 };
 
-struct audit {
-	uv_loop_t *loop;
+/* Where the callbacks of one event loop are handed back: the writer
+ * appends to the list and wakes the loop. Owned by the audit; the async
+ * handle is closed by its loop (audit_sink_stop) before the loop ends. */
+struct audit_sink {
+	struct audit *a;
+	struct audit_sink *next;
 	uv_async_t async;
+	struct entry *head, *tail;
+	int stopped;               /* the async handle is closed */
+};
+
+struct audit {
 	uv_thread_t thread;
 	uv_mutex_t mu;
 	uv_cond_t cond;
 	uv_cond_t idle;          /* signalled when the queue ran empty */
-	const struct conf *conf;
+	char instance[256];      /* for system records; under mu */
 	char *path;
 	enum fsync_mode fsync;
 	unsigned char *key;      /* hmac_key_file contents, or NULL */
@@ -66,7 +76,7 @@ struct audit {
 	/* under mu */
 	struct entry *head, *tail;
 	size_t nqueued, qbytes;
-	struct entry *done_head, *done_tail;
+	struct audit_sink *sinks;
 	int stop, reopen, faulted, writing;
 	unsigned long long records, failures, dropped;
 	/* writer thread only */
@@ -136,6 +146,16 @@ secret_value(const struct conf *c, const char *v)
 
 /* ---- JSON generation ---- */
 
+/* What a record is generated with: the trail (for the HMAC key), the conf
+ * the request runs under (redaction, tokens) and the instance name. The
+ * conf is the request's own reference, so a reload on another thread
+ * cannot free it mid-record. */
+struct rec {
+	struct audit *a;
+	const struct conf *c;
+	const char *instance;
+};
+
 static void
 gen_s(yajl_gen g, const char *s)
 {
@@ -179,28 +199,28 @@ gen_num(yajl_gen g, const char *k, double v, int decimals)
 }
 
 static void
-gen_value(struct audit *a, yajl_gen g, const char *base, const char *v)
+gen_value(const struct rec *x, yajl_gen g, const char *base, const char *v)
 {
 	unsigned char h[32];
 	char out[12 + 65];
 
-	if (!audit_redacted_name(a->conf, base) && !secret_value(a->conf, v)) {
+	if (!audit_redacted_name(x->c, base) && !secret_value(x->c, v)) {
 		gen_s(g, v);
 		return;
 	}
-	if (a->key == NULL) {
+	if (x->a->key == NULL) {
 		gen_s(g, "[REDACTED]");
 		return;
 	}
 	/* With a key, an auditor holding it can check a known value. */
-	chain_hash(a, v, strlen(v), h);
+	chain_hash(x->a, v, strlen(v), h);
 	memcpy(out, "hmac-sha256:", 12);
 	hex_encode(h, 32, out + 12);
 	gen_s(g, out);
 }
 
 static void
-gen_params(struct audit *a, yajl_gen g, const struct params *ps, int skip_cmd,
+gen_params(const struct rec *x, yajl_gen g, const struct params *ps, int skip_cmd,
     int add_version)
 {
 	size_t i;
@@ -211,7 +231,7 @@ gen_params(struct audit *a, yajl_gen g, const struct params *ps, int skip_cmd,
 	for (i = 0; i < ps->n; i++) {
 		if (skip_cmd && strcmp(ps->v[i].base, "command") == 0)
 			continue;
-		if (secret_value(a->conf, ps->v[i].name)) {
+		if (secret_value(x->c, ps->v[i].name)) {
 			/* A secret sent as a name: keep the slot, not it. */
 			char name[40];
 			snprintf(name, sizeof(name), "[REDACTED-NAME-%zu]", i);
@@ -220,7 +240,7 @@ gen_params(struct audit *a, yajl_gen g, const struct params *ps, int skip_cmd,
 			continue;
 		}
 		gen_s(g, ps->v[i].name);
-		gen_value(a, g, ps->v[i].base, ps->v[i].value);
+		gen_value(x, g, ps->v[i].base, ps->v[i].value);
 	}
 	yajl_gen_map_close(g);
 }
@@ -242,7 +262,7 @@ target_of(const struct params *ps)
 }
 
 static void
-gen_target(struct audit *a, yajl_gen g, const struct params *ps)
+gen_target(const struct rec *x, yajl_gen g, const struct params *ps)
 {
 	const char *t = target_of(ps);
 
@@ -250,7 +270,7 @@ gen_target(struct audit *a, yajl_gen g, const struct params *ps)
 	if (t == NULL)
 		yajl_gen_null(g);
 	else
-		gen_value(a, g, "target", t);
+		gen_value(x, g, "target", t);
 }
 
 static void
@@ -263,7 +283,7 @@ gen_result(yajl_gen g, int r)
 }
 
 static void
-gen_whm(struct audit *a, yajl_gen g, const struct audit_event *ev)
+gen_whm(const struct rec *x, yajl_gen g, const struct audit_event *ev)
 {
 	const struct call *c = ev->call;
 	const struct outcome *o = ev->outcome;
@@ -272,7 +292,7 @@ gen_whm(struct audit *a, yajl_gen g, const struct audit_event *ev)
 	gen_s(g, "whm");
 	yajl_gen_map_open(g);
 	gen_s(g, "function");
-	if (ev->function && secret_value(a->conf, ev->function))
+	if (ev->function && secret_value(x->c, ev->function))
 		gen_s(g, "[REDACTED]");
 	else if (ev->function)
 		gen_raw(g, ev->function, 128);
@@ -280,10 +300,10 @@ gen_whm(struct audit *a, yajl_gen g, const struct audit_event *ev)
 		yajl_gen_null(g);
 	gen_kv(g, "user", ev->whm_user);
 	if (c) {
-		gen_target(a, g, &c->params);
+		gen_target(x, g, &c->params);
 		if (ev->with_params) {
 			gen_s(g, "params");
-			gen_params(a, g, &c->params, c->kind == CALL_BATCH,
+			gen_params(x, g, &c->params, c->kind == CALL_BATCH,
 			    c->add_api_version);
 		}
 		if (c->kind != CALL_PLAIN) {
@@ -292,9 +312,9 @@ gen_whm(struct audit *a, yajl_gen g, const struct audit_event *ev)
 			for (i = 0; i < c->nsubs; i++) {
 				yajl_gen_map_open(g);
 				gen_kv(g, "function", c->subs[i].function);
-				gen_target(a, g, &c->subs[i].params);
+				gen_target(x, g, &c->subs[i].params);
 				gen_s(g, "params");
-				gen_params(a, g, &c->subs[i].params, 0, 0);
+				gen_params(x, g, &c->subs[i].params, 0, 0);
 				gen_s(g, "result");
 				gen_result(g, o && i < OUTCOME_MAX_SUBS ?
 				    o->sub_result[i] : -1);
@@ -307,7 +327,7 @@ gen_whm(struct audit *a, yajl_gen g, const struct audit_event *ev)
 				gen_kv(g, "func", c->func);
 				gen_s(g, "user");
 				if (c->cuser)
-					gen_value(a, g, "user", c->cuser);
+					gen_value(x, g, "user", c->cuser);
 				else
 					yajl_gen_null(g);
 				yajl_gen_map_close(g);
@@ -321,7 +341,7 @@ gen_whm(struct audit *a, yajl_gen g, const struct audit_event *ev)
 		    o->result);
 		gen_s(g, "reason");
 		if (o->has_reason)
-			gen_value(a, g, "reason", o->reason);
+			gen_value(x, g, "reason", o->reason);
 		else
 			yajl_gen_null(g);
 		if (o->failed) {
@@ -333,21 +353,21 @@ gen_whm(struct audit *a, yajl_gen g, const struct audit_event *ev)
 }
 
 static void
-gen_head(struct audit *a, yajl_gen g, const char *type)
+gen_head(const struct rec *x, yajl_gen g, const char *type)
 {
 	char ts[32];
 
 	time_rfc3339(ts, sizeof(ts));
 	yajl_gen_map_open(g);
 	gen_kv(g, "ts", ts);
-	gen_kv(g, "instance", a->conf ? a->conf->instance : NULL);
+	gen_kv(g, "instance", x->instance);
 	gen_kv(g, "type", type);
 }
 
 static void
-gen_event(struct audit *a, yajl_gen g, const struct audit_event *ev)
+gen_event(const struct rec *x, yajl_gen g, const struct audit_event *ev)
 {
-	gen_head(a, g, ev->type);
+	gen_head(x, g, ev->type);
 	gen_kv(g, "id", ev->id);
 	gen_s(g, "client");
 	yajl_gen_map_open(g);
@@ -365,7 +385,7 @@ gen_event(struct audit *a, yajl_gen g, const struct audit_event *ev)
 	else
 		yajl_gen_null(g);
 	gen_s(g, "path");
-	if (ev->path && secret_value(a->conf, ev->path))
+	if (ev->path && secret_value(x->c, ev->path))
 		gen_s(g, "[REDACTED]");
 	else if (ev->path)
 		gen_raw(g, ev->path, 512);
@@ -377,7 +397,7 @@ gen_event(struct audit *a, yajl_gen g, const struct audit_event *ev)
 	}
 	yajl_gen_map_close(g);
 	if (ev->function || ev->call)
-		gen_whm(a, g, ev);
+		gen_whm(x, g, ev);
 	if (ev->decision >= 0) {
 		gen_s(g, "decision");
 		yajl_gen_map_open(g);
@@ -430,11 +450,19 @@ entry_new(yajl_gen g, audit_cb cb, void *arg)
 }
 
 static int
-enqueue(struct audit *a, yajl_gen g, audit_cb cb, void *arg)
+enqueue(struct audit *a, yajl_gen g, audit_cb cb, void *arg,
+    struct audit_sink *sink)
 {
 	struct entry *e = entry_new(g, cb, arg);
 	int rc = -1;
 
+	if (e)
+		e->sink = sink;
+	if (cb && sink == NULL) {
+		free(e ? e->body : NULL);
+		free(e);
+		return -1;
+	}
 	uv_mutex_lock(&a->mu);
 	/* A request waiting for durability cannot be served while the trail
 	 * is faulted; other records wait, bounded. */
@@ -463,17 +491,21 @@ enqueue(struct audit *a, yajl_gen g, audit_cb cb, void *arg)
 }
 
 int
-audit_record(struct audit *a, const struct audit_event *ev, audit_cb cb,
-    void *arg)
+audit_record(struct audit *a, struct audit_sink *sink,
+    const struct audit_event *ev, audit_cb cb, void *arg)
 {
 	yajl_gen g = yajl_gen_alloc(NULL);
+	struct rec x;
 	int rc;
 
 	if (g == NULL)
 		return -1;
 	yajl_gen_config(g, yajl_gen_validate_utf8, 1);
-	gen_event(a, g, ev);
-	rc = enqueue(a, g, cb, arg);
+	x.a = a;
+	x.c = ev->conf;
+	x.instance = ev->conf ? ev->conf->instance : NULL;
+	gen_event(&x, g, ev);
+	rc = enqueue(a, g, cb, arg, sink);
 	yajl_gen_free(g);
 	return rc;
 }
@@ -483,11 +515,19 @@ system_gen(struct audit *a, const char *event, va_list ap)
 {
 	yajl_gen g = yajl_gen_alloc(NULL);
 	const char *k, *v;
+	char instance[256];
+	struct rec x;
 
 	if (g == NULL)
 		return NULL;
 	yajl_gen_config(g, yajl_gen_validate_utf8, 1);
-	gen_head(a, g, "system");
+	x.a = a;
+	x.c = NULL;
+	uv_mutex_lock(&a->mu);
+	snprintf(instance, sizeof(instance), "%s", a->instance);
+	uv_mutex_unlock(&a->mu);
+	x.instance = instance;
+	gen_head(&x, g, "system");
 	gen_kv(g, "event", event);
 	while ((k = va_arg(ap, const char *)) != NULL) {
 		v = va_arg(ap, const char *);
@@ -508,7 +548,7 @@ audit_system(struct audit *a, const char *event, ...)
 	va_end(ap);
 	if (g == NULL)
 		return -1;
-	rc = enqueue(a, g, NULL, NULL);
+	rc = enqueue(a, g, NULL, NULL, NULL);
 	yajl_gen_free(g);
 	return rc;
 }
@@ -536,6 +576,9 @@ system_entry(struct audit *a, const char *event, ...)
 static void
 done_push(struct audit *a, struct entry *e, int ok)
 {
+	struct audit_sink *s = e->sink;
+
+	(void)a;
 	e->ok = ok;
 	e->next = NULL;
 	if (e->cb == NULL) {
@@ -543,11 +586,13 @@ done_push(struct audit *a, struct entry *e, int ok)
 		free(e);
 		return;
 	}
-	if (a->done_tail)
-		a->done_tail->next = e;
+	if (s->tail)
+		s->tail->next = e;
 	else
-		a->done_head = e;
-	a->done_tail = e;
+		s->head = e;
+	s->tail = e;
+	if (!s->stopped)
+		uv_async_send(&s->async);
 }
 
 /* Closes each record with seq and prev and writes the batch. On failure
@@ -883,8 +928,6 @@ writer_main(void *arg)
 			}
 			requeue(a, batch);
 		}
-		if (a->done_head)
-			uv_async_send(&a->async);
 		if (a->head == NULL || a->faulted)
 			uv_cond_broadcast(&a->idle);
 	}
@@ -894,23 +937,63 @@ writer_main(void *arg)
 		fdatasync(a->fd);
 }
 
-/* On the loop: run the callbacks of records that are durable or failed. */
-static void
-on_async(uv_async_t *h)
+/* Runs the callbacks waiting in s; returns how many ran. */
+static int
+sink_drain(struct audit_sink *s)
 {
-	struct audit *a = h->data;
+	struct audit *a = s->a;
 	struct entry *e, *next;
+	int n = 0;
 
 	uv_mutex_lock(&a->mu);
-	e = a->done_head;
-	a->done_head = a->done_tail = NULL;
+	e = s->head;
+	s->head = s->tail = NULL;
 	uv_mutex_unlock(&a->mu);
-	for (; e; e = next) {
+	for (; e; e = next, n++) {
 		next = e->next;
 		e->cb(e->arg, e->ok);
 		free(e->body);
 		free(e);
 	}
+	return n;
+}
+
+/* On the loop: run the callbacks of records that are durable or failed. */
+static void
+on_async(uv_async_t *h)
+{
+	sink_drain(h->data);
+}
+
+struct audit_sink *
+audit_sink_new(struct audit *a, uv_loop_t *loop)
+{
+	struct audit_sink *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	s->a = a;
+	if (uv_async_init(loop, &s->async, on_async) != 0) {
+		free(s);
+		return NULL;
+	}
+	s->async.data = s;
+	/* Completions never keep a loop alive on their own. */
+	uv_unref((uv_handle_t *)&s->async);
+	uv_mutex_lock(&a->mu);
+	s->next = a->sinks;
+	a->sinks = s;
+	uv_mutex_unlock(&a->mu);
+	return s;
+}
+
+void
+audit_sink_stop(struct audit_sink *s)
+{
+	uv_mutex_lock(&s->a->mu);
+	s->stopped = 1;
+	uv_mutex_unlock(&s->a->mu);
+	uv_close((uv_handle_t *)&s->async, NULL);
 }
 
 static int
@@ -941,22 +1024,15 @@ read_key(struct audit *a, const char *file, struct buf *err)
 	return 0;
 }
 
-static void
-on_async_closed(uv_handle_t *h)
-{
-	free(h->data);
-}
-
 struct audit *
-audit_open(const struct conf *c, uv_loop_t *loop, struct buf *err)
+audit_open(const struct conf *c, struct buf *err)
 {
 	struct audit *a = calloc(1, sizeof(*a));
 	char torn[65];
 
 	if (a == NULL)
 		return NULL;
-	a->loop = loop;
-	a->conf = c;
+	snprintf(a->instance, sizeof(a->instance), "%s", c->instance);
 	a->fd = -1;
 	a->path = xstrdup(c->audit.file);
 	a->fsync = c->audit.fsync;
@@ -976,23 +1052,10 @@ audit_open(const struct conf *c, uv_loop_t *loop, struct buf *err)
 		buf_printf(err, "audit: cannot create locks");
 		goto fail;
 	}
-	if (uv_async_init(loop, &a->async, on_async)) {
-		buf_printf(err, "audit: uv_async_init failed");
-		goto fail;
-	}
-	a->async.data = a;
-	/* Completions never keep the loop alive on their own. */
-	uv_unref((uv_handle_t *)&a->async);
 	a->last_sync = time_ms();
 	if (uv_thread_create(&a->thread, writer_main, a)) {
 		buf_printf(err, "audit: cannot start the writer thread");
-		close(a->fd);
-		syslog_close(a->syslog);
-		free(a->path);
-		free(a->key);
-		/* a is freed by the handle's close callback. */
-		uv_close((uv_handle_t *)&a->async, on_async_closed);
-		return NULL;
+		goto fail;
 	}
 	audit_system(a, "start", "version", WHMGATE_VERSION, "config",
 	    c->file, "config_digest", c->digest, "torn_line_sha256",
@@ -1011,20 +1074,23 @@ fail:
 void
 audit_close(struct audit *a, const char *stop_reason)
 {
-	int busy;
+	struct audit_sink *s, *next;
+	int ran;
 
 	if (a == NULL)
 		return;
 	/* Requests still waiting for their record get their callbacks (and
-	 * write their last records) before the stop record closes the file. */
+	 * write their last records) before the stop record closes the file.
+	 * The loops have ended: the callbacks run here, on this thread. */
 	do {
 		uv_mutex_lock(&a->mu);
 		while ((a->head || a->writing) && !a->faulted)
 			uv_cond_wait(&a->idle, &a->mu);
-		busy = a->done_head != NULL;
 		uv_mutex_unlock(&a->mu);
-		on_async(&a->async);
-	} while (busy);
+		ran = 0;
+		for (s = a->sinks; s; s = s->next)
+			ran += sink_drain(s);
+	} while (ran);
 	if (stop_reason)
 		audit_system(a, "stop", "reason", stop_reason[0] ? stop_reason :
 		    NULL, NULL);
@@ -1034,7 +1100,12 @@ audit_close(struct audit *a, const char *stop_reason)
 	uv_mutex_unlock(&a->mu);
 	uv_thread_join(&a->thread);
 	syslog_close(a->syslog);
-	on_async(&a->async);   /* last callbacks, then the handle goes */
+	for (s = a->sinks; s; s = s->next)
+		sink_drain(s);
+	for (s = a->sinks; s; s = next) {
+		next = s->next;
+		free(s);
+	}
 	close(a->fd);
 	uv_mutex_destroy(&a->mu);
 	uv_cond_destroy(&a->cond);
@@ -1043,14 +1114,14 @@ audit_close(struct audit *a, const char *stop_reason)
 	if (a->key)
 		OPENSSL_cleanse(a->key, a->keylen);
 	free(a->key);
-	uv_close((uv_handle_t *)&a->async, on_async_closed);
+	free(a);
 }
 
 void
 audit_set_conf(struct audit *a, const struct conf *c)
 {
 	uv_mutex_lock(&a->mu);
-	a->conf = c;
+	snprintf(a->instance, sizeof(a->instance), "%s", c->instance);
 	uv_mutex_unlock(&a->mu);
 }
 

@@ -22,6 +22,7 @@ typedef void (*audit_cb)(void *arg, int ok);
 
 /* What a request/response/deny record says. Absent fields: NULL / -1. */
 struct audit_event {
+	const struct conf *conf;    /* the request's: redaction and instance */
 	const char *type;           /* "request", "response", "deny" */
 	const char *id;
 	const char *client_id;
@@ -45,25 +46,30 @@ struct audit_event {
 };
 
 struct audit;
+struct audit_sink;
 
 /* Opens (or continues) the trail in conf's audit.file and starts the
  * writer. Returns NULL with a message in err. */
-struct audit *audit_open(const struct conf *c, uv_loop_t *loop,
-    struct buf *err);
+struct audit *audit_open(const struct conf *c, struct buf *err);
+/* Where callbacks of records appended from one event loop run. Create one
+ * per loop; stop it (closing its handle) before that loop ends. The audit
+ * frees it in audit_close. */
+struct audit_sink *audit_sink_new(struct audit *a, uv_loop_t *loop);
+void audit_sink_stop(struct audit_sink *s);
 /* Drains the queue (running the callbacks of records that were waiting,
  * which may add records), writes the stop record with stop_reason ("" for
- * none, NULL for no stop record), joins the writer and closes the file.
- * Call after the loop ended; the struct is freed by the loop's next run. */
+ * none, NULL for no stop record), joins the writer, closes the file and
+ * frees everything. Call after every loop ended. */
 void audit_close(struct audit *a, const char *stop_reason);
-/* Uses conf c for redaction and the instance name from now on. The caller
- * keeps c alive until the next audit_set_conf or audit_close. */
+/* Takes the instance name of system records from conf c from now on. */
 void audit_set_conf(struct audit *a, const struct conf *c);
 
-/* Appends a record. cb (may be NULL) runs on the loop when it is durable
- * or failed. Returns 0, or -1 when the record was not queued (trail
- * faulted and queue full, or out of memory); cb is then not called. */
-int audit_record(struct audit *a, const struct audit_event *ev, audit_cb cb,
-    void *arg);
+/* Appends a record. cb (may be NULL) runs on sink's loop when the record
+ * is durable or failed. Returns 0, or -1 when the record was not queued
+ * (trail faulted and queue full, or out of memory); cb is then not
+ * called. Safe from any thread. */
+int audit_record(struct audit *a, struct audit_sink *sink,
+    const struct audit_event *ev, audit_cb cb, void *arg);
 /* A system record: event "start", "stop", "reload", ... with optional
  * string detail fields (name/value pairs, NULL-terminated). */
 int audit_system(struct audit *a, const char *event, ...);

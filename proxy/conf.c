@@ -470,19 +470,6 @@ f_listen_tls(struct loader *l, yajl_val v, const char *path, void *arg)
 }
 
 static void
-f_unsupported(struct loader *l, yajl_val v, const char *path, void *arg)
-{
-	(void)arg;
-	/* Accepted as null/empty so configs written for the full contract
-	 * load; a value would promise a feature this build does not have. */
-	if (YAJL_IS_NULL(v) || (YAJL_IS_ARRAY(v) && v->u.array.len == 0))
-		return;
-	if (YAJL_IS_INTEGER(v) && YAJL_GET_INTEGER(v) == 1)
-		return;
-	conf_err(l, path, "not supported by this version of whmgate");
-}
-
-static void
 f_admin(struct loader *l, yajl_val v, const char *path, void *arg)
 {
 	struct conf *c = arg;
@@ -501,6 +488,12 @@ f_user(struct loader *l, yajl_val v, const char *path, void *arg)
 	if (get_string(l, v, path, &c->user, 1) == 0 && c->user &&
 	    getpwnam(c->user) == NULL)
 		conf_err(l, path, "no such user: %s", c->user);
+}
+
+static void
+f_workers(struct loader *l, yajl_val v, const char *path, void *arg)
+{
+	get_long(l, v, path, &((struct conf *)arg)->workers, 1, 64);
 }
 
 static void
@@ -1201,7 +1194,7 @@ f_clients(struct loader *l, yajl_val v, const char *path, void *arg)
 
 static const struct field top_fields[] = {
 	{ "listen", f_listen }, { "listen_tls", f_listen_tls },
-	{ "admin", f_admin }, { "workers", f_unsupported },
+	{ "admin", f_admin }, { "workers", f_workers },
 	{ "user", f_user }, { "instance", f_instance },
 	{ "upstream", f_upstream }, { "limits", f_limits },
 	{ "audit", f_audit }, { "clients", f_clients }, { NULL, NULL }
@@ -1243,6 +1236,7 @@ report_syntax(struct loader *l, const char *text, size_t len)
 static void
 set_defaults(struct conf *c)
 {
+	c->workers = 1;
 	c->upstream.connect_timeout_ms = 5000;
 	c->upstream.timeout_ms = 300000;
 	c->upstream.max_connections = 64;

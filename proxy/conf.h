@@ -76,6 +76,7 @@ struct conf {
 	char *instance;              /* never NULL after load: defaults to the host name */
 	char *admin;                 /* admin listener host:port, or NULL */
 	char *user;                  /* drop to this user after binding, or NULL */
+	long workers;                /* event-loop threads */
 	struct {
 		char *url;               /* as configured */
 		char *base;              /* https://host:port, no trailing slash */

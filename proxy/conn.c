@@ -115,9 +115,19 @@ struct client_state {
 	long inflight;
 };
 
+/* Shared by every worker: look-ups and updates hold states_mu. */
 static struct client_state states[1024];
 static size_t nstates;
+static uv_mutex_t states_mu;
+static uv_once_t states_once = UV_ONCE_INIT;
 
+static void
+states_init(void)
+{
+	uv_mutex_init(&states_mu);
+}
+
+/* Under states_mu. */
 static struct client_state *
 client_state(const char *id)
 {
@@ -137,24 +147,60 @@ client_state(const char *id)
 static double
 rate_take(const struct client *cl)
 {
-	struct client_state *st = client_state(cl->id);
-	double now = time_ms() / 1000.0;
+	struct client_state *st;
+	double now = time_ms() / 1000.0, wait = 0;
 
-	if (st == NULL)
-		return 0;
-	if (st->tokens < 0) {
-		st->tokens = cl->rate_burst;
+	uv_once(&states_once, states_init);
+	uv_mutex_lock(&states_mu);
+	if ((st = client_state(cl->id)) != NULL) {
+		if (st->tokens < 0) {
+			st->tokens = cl->rate_burst;
+			st->last = now;
+		}
+		st->tokens += (now - st->last) * cl->rate_per_second;
+		if (st->tokens > cl->rate_burst)
+			st->tokens = cl->rate_burst;
 		st->last = now;
+		if (st->tokens >= 1)
+			st->tokens -= 1;
+		else
+			wait = (1 - st->tokens) / cl->rate_per_second;
 	}
-	st->tokens += (now - st->last) * cl->rate_per_second;
-	if (st->tokens > cl->rate_burst)
-		st->tokens = cl->rate_burst;
-	st->last = now;
-	if (st->tokens >= 1) {
-		st->tokens -= 1;
-		return 0;
+	uv_mutex_unlock(&states_mu);
+	return wait;
+}
+
+/* Counts a call forwarded to WHM; -1 when the client is at max_inflight. */
+static int
+inflight_take(const struct client *cl)
+{
+	struct client_state *st;
+	int rc = 0;
+
+	uv_once(&states_once, states_init);
+	uv_mutex_lock(&states_mu);
+	if ((st = client_state(cl->id)) != NULL) {
+		if (st->inflight >= cl->max_inflight)
+			rc = -1;
+		else
+			st->inflight++;
 	}
-	return (1 - st->tokens) / cl->rate_per_second;
+	uv_mutex_unlock(&states_mu);
+	return rc;
+}
+
+static void
+inflight_put(struct req *r)
+{
+	struct client_state *st;
+
+	if (!r->counted_inflight)
+		return;
+	r->counted_inflight = 0;
+	uv_mutex_lock(&states_mu);
+	if ((st = client_state(r->client->id)) != NULL)
+		st->inflight--;
+	uv_mutex_unlock(&states_mu);
 }
 
 /* ---- writing to the client ---- */
@@ -285,6 +331,7 @@ static void
 event_init(struct req *r, struct audit_event *ev, const char *type)
 {
 	memset(ev, 0, sizeof(*ev));
+	ev->conf = r->conf;
 	ev->type = type;
 	ev->id = r->id;
 	ev->client_id = r->client ? r->client->id : NULL;
@@ -323,7 +370,7 @@ req_deny_record(struct req *r, int status, const char *code,
 	ev.rule = r->rule;
 	ev.code = code;
 	ev.reason = reason;
-	if (audit_record(r->srv->audit, &ev, NULL, NULL) == -1)
+	if (audit_record(r->srv->audit, r->srv->sink, &ev, NULL, NULL) == -1)
 		log_warn("audit: deny record of %s not queued", r->id);
 	metrics_request(r->conf, ev.client_id, r->function, "deny", ev.ms / 1e3);
 }
@@ -333,14 +380,11 @@ req_response_record(struct req *r, int status, const struct upstream_result *res
     const char *error)
 {
 	struct audit_event ev;
-	struct client_state *st;
 
 	if (r->recorded)
 		return;
 	r->recorded = 1;
-	if (r->counted_inflight && (st = client_state(r->client->id)) != NULL)
-		st->inflight--;
-	r->counted_inflight = 0;
+	inflight_put(r);
 	event_init(r, &ev, "response");
 	ev.status = status;
 	ev.outcome = r->oc.h ? &r->oc : NULL;
@@ -348,7 +392,7 @@ req_response_record(struct req *r, int status, const struct upstream_result *res
 	ev.up_ms = res ? res->ms : 0;
 	ev.up_bytes = res ? res->bytes : 0;
 	ev.up_error = error;
-	if (audit_record(r->srv->audit, &ev, NULL, NULL) == -1)
+	if (audit_record(r->srv->audit, r->srv->sink, &ev, NULL, NULL) == -1)
 		log_warn("audit: response record of %s not queued", r->id);
 	metrics_request(r->conf, ev.client_id, r->function, "allow", ev.ms / 1e3);
 }
@@ -381,12 +425,10 @@ req_new(struct conn *c)
 static void
 req_free(struct req *r)
 {
-	struct client_state *st;
 
 	if (r->up)
 		upstream_cancel(r->up);
-	if (r->counted_inflight && (st = client_state(r->client->id)) != NULL)
-		st->inflight--;
+	inflight_put(r);
 	if (r->oc.h)
 		outcome_fini(&r->oc);
 	buf_fini(&r->http.body);
@@ -739,7 +781,6 @@ static void
 req_message(struct req *r)
 {
 	const struct client *cl = r->client;
-	struct client_state *st;
 	struct decision d;
 	const char *why = NULL;
 	double wait;
@@ -769,13 +810,12 @@ req_message(struct req *r)
 		return;
 	}
 	r->rule = d.rule;
-	if (cl->max_inflight && (st = client_state(cl->id)) != NULL) {
-		if (st->inflight >= cl->max_inflight) {
+	if (cl->max_inflight) {
+		if (inflight_take(cl) == -1) {
 			req_refuse(r, 429, "too_many_inflight",
 			    "too many calls in flight", 0, 1);
 			return;
 		}
-		st->inflight++;
 		r->counted_inflight = 1;
 	}
 	if (call_encode(&r->call, &r->upbody) == -1) {
@@ -790,7 +830,7 @@ req_message(struct req *r)
 		ev.rule = r->rule;
 		ev.ms = -1;
 		r->state = R_AUDIT;
-		if (audit_record(r->srv->audit, &ev, on_durable, r) == -1) {
+		if (audit_record(r->srv->audit, r->srv->sink, &ev, on_durable, r) == -1) {
 			r->state = R_READ;
 			req_refuse(r, 503, "audit_unavailable",
 			    "the audit trail cannot be written", 0, 0);
@@ -1066,6 +1106,7 @@ conn_close(struct conn *c, const char *why)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->nconns--;
+	server_count_conn(-1);
 	c->req = NULL;
 	if (r) {
 		switch (r->state) {
@@ -1146,6 +1187,7 @@ conn_accept(struct server *s, uv_stream_t *ls)
 		s->conns->prev = c;
 	s->conns = c;
 	s->nconns++;
+	server_count_conn(1);
 	l = ls->data;
 	if (l->ctx && ((c->tls = calloc(1, sizeof(*c->tls))) == NULL ||
 	    tls_conn_init(c->tls, l->ctx) == -1)) {

@@ -1,8 +1,10 @@
-/* main.c - arguments, -t, keygen, audit verify, signals, and the loop.
+/* main.c - arguments, -t, keygen, audit verify, workers, signals.
  *
- * Signals come through uv_signal_t, so their work runs on the loop:
- * SIGHUP reloads the config, SIGUSR1 reopens the audit file, SIGTERM and
- * SIGINT drain and stop. */
+ * The main thread owns the current conf, the audit trail and the signals,
+ * and runs worker 0 on its loop; workers 1..N-1 run on their own threads
+ * (server.c). SIGHUP loads and checks a new conf and posts it to every
+ * worker, SIGUSR1 reopens the audit file, SIGTERM and SIGINT post a drain;
+ * when every loop has ended, the audit is closed with its stop record. */
 #define _GNU_SOURCE
 #include "admin.h"
 #include "audit.h"
@@ -28,12 +30,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-static struct server srv;
+static struct server *workers;
+static int nworkers;
+static struct conf *conf;          /* the current config (main thread) */
+static struct audit *audit;
 static uv_signal_t sig_hup, sig_usr1, sig_term, sig_int;
-static uv_timer_t drain_timer;
-static uv_timer_t drain_check;
 static const char *conf_file = "conf/whmgate.json";
-static int exiting;
+static int draining;
 
 static void
 usage(FILE *f)
@@ -94,6 +97,8 @@ reload_blocker(const struct conf *o, const struct conf *n)
 		return "audit.hmac_key_file cannot change on reload";
 	if (o->audit.fsync != n->audit.fsync)
 		return "audit.fsync cannot change on reload";
+	if (o->workers != n->workers)
+		return "workers cannot change on reload";
 	if ((o->admin == NULL) != (n->admin == NULL) ||
 	    (o->admin && strcmp(o->admin, n->admin) != 0))
 		return "admin cannot change on reload";
@@ -107,51 +112,62 @@ reload_blocker(const struct conf *o, const struct conf *n)
 }
 
 static void
+reload_refused(const char *why)
+{
+	audit_system(audit, "reload", "result", "refused", "reason", why, NULL);
+	metrics_reload(0);
+}
+
+static void
 on_hup(uv_signal_t *h, int sig)
 {
 	struct buf errs;
 	struct conf *n;
 	const char *why;
+	SSL_CTX **ctx;
 	char *nl;
+	int i, failed;
 
 	(void)h;
 	(void)sig;
+	if (draining)
+		return;
 	buf_init(&errs);
 	n = conf_load(conf_file, &errs);
-	if (n == NULL || (why = reload_blocker(srv.conf, n)) != NULL) {
-		if (n == NULL) {
-			/* The first problem goes in the record; all go to
-			 * the diagnostics. */
-			log_err("reload refused:\n%s", errs.p ? errs.p : "");
-			if (errs.p && (nl = strchr(errs.p, '\n')) != NULL)
-				*nl = '\0';
-			why = errs.p ? errs.p : "invalid config";
-		} else {
-			log_err("reload refused: %s", why);
-		}
-		audit_system(srv.audit, "reload", "result", "refused",
-		    "reason", why, NULL);
-		metrics_reload(0);
+	if (n == NULL) {
+		/* The first problem goes in the record; all go to stderr. */
+		log_err("reload refused:\n%s", errs.p ? errs.p : "");
+		if (errs.p && (nl = strchr(errs.p, '\n')) != NULL)
+			*nl = '\0';
+		reload_refused(errs.p ? errs.p : "invalid config");
+		buf_fini(&errs);
+		return;
+	}
+	if ((why = reload_blocker(conf, n)) != NULL) {
+		log_err("reload refused: %s", why);
+		reload_refused(why);
 		conf_unref(n);
 		buf_fini(&errs);
 		return;
 	}
-	if (server_tls_reload(&srv, n, &errs) == -1) {
+	ctx = server_tls_load(n, &errs, &failed);
+	if (failed) {
 		log_err("reload refused: TLS: %s", errs.p ? errs.p : "");
-		audit_system(srv.audit, "reload", "result", "refused", "reason",
-		    "TLS certificate or key cannot be loaded", NULL);
-		metrics_reload(0);
+		reload_refused("TLS certificate or key cannot be loaded");
 		conf_unref(n);
 		buf_fini(&errs);
 		return;
 	}
 	buf_fini(&errs);
-	/* In-flight requests keep their own reference to the old conf. */
-	audit_set_conf(srv.audit, n);
-	upstream_set_conf(srv.up, n);
-	conf_unref(srv.conf);
-	srv.conf = n;
-	audit_system(srv.audit, "reload", "result", "ok", "config_digest",
+	/* Each worker switches on its own loop; in-flight requests keep
+	 * their own reference to the old conf. */
+	for (i = 0; i < nworkers; i++)
+		server_post_conf(&workers[i], n, ctx);
+	server_tls_free(ctx, n->ntls);
+	audit_set_conf(audit, n);
+	conf_unref(conf);
+	conf = n;
+	audit_system(audit, "reload", "result", "ok", "config_digest",
 	    n->digest, NULL);
 	metrics_reload(1);
 	log_info("reloaded %s", conf_file);
@@ -162,58 +178,36 @@ on_usr1(uv_signal_t *h, int sig)
 {
 	(void)h;
 	(void)sig;
-	audit_system(srv.audit, "reopen", NULL);
-	audit_reopen(srv.audit);
+	audit_system(audit, "reopen", NULL);
+	audit_reopen(audit);
 }
 
+/* Worker 0 has closed its handles: the main loop's own go too, and then
+ * uv_run returns. */
 static void
-finish(void)
+on_worker0_finished(struct server *s)
 {
-	if (exiting++)
-		return;
-	conn_close_all(&srv);
-	admin_stop(&srv);
-	uv_timer_stop(&drain_timer);
-	uv_timer_stop(&drain_check);
-	uv_close((uv_handle_t *)&drain_timer, NULL);
-	uv_close((uv_handle_t *)&drain_check, NULL);
+	(void)s;
+	admin_stop();
 	uv_close((uv_handle_t *)&sig_hup, NULL);
 	uv_close((uv_handle_t *)&sig_usr1, NULL);
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
-	upstream_free(srv.up);
-}
-
-static void
-on_drain_deadline(uv_timer_t *t)
-{
-	(void)t;
-	log_warn("shutdown deadline: cutting %zu connections", srv.nconns);
-	finish();
-}
-
-static void
-on_drain_check(uv_timer_t *t)
-{
-	(void)t;
-	conn_close_idle(&srv);
-	if (srv.inflight == 0)
-		finish();
 }
 
 static void
 on_term(uv_signal_t *h, int sig)
 {
+	int i;
+
 	(void)h;
-	if (srv.draining)
+	if (draining)
 		return;
 	log_info("signal %d: draining", sig);
-	srv.draining = 1;
-	server_stop_listening(&srv);
-	conn_close_idle(&srv);
-	uv_timer_start(&drain_timer, on_drain_deadline,
-	    (uint64_t)srv.conf->limits.shutdown_timeout_ms, 0);
-	uv_timer_start(&drain_check, on_drain_check, 0, 50);
+	draining = 1;
+	admin_set_draining();
+	for (i = 0; i < nworkers; i++)
+		server_post_drain(&workers[i]);
 }
 
 static int
@@ -257,7 +251,8 @@ main(int argc, char **argv)
 {
 	struct buf errs;
 	struct rlimit rl = { 0, 0 };
-	int check = 0, i, rc;
+	SSL_CTX **ctx;
+	int check = 0, i, rc, failed;
 
 	if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
 		return cmd_keygen();
@@ -288,65 +283,73 @@ main(int argc, char **argv)
 		log_min = LOG_DEBUG;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	buf_init(&errs);
-	srv.conf = conf_load(conf_file, &errs);
-	if (srv.conf == NULL) {
+	conf = conf_load(conf_file, &errs);
+	if (conf == NULL) {
 		fputs(errs.p ? errs.p : "invalid config\n", stderr);
 		buf_fini(&errs);
 		return 1;
 	}
-	for (i = 0; i < (int)srv.conf->ntls; i++) {
-		/* -t does every start-up check but binding. */
-		SSL_CTX *ctx = tls_ctx_new(&srv.conf->tls[i], &errs);
-		if (ctx == NULL) {
-			fprintf(stderr, "%s: $.listen_tls[%d]: %s\n", conf_file, i,
-			    errs.p ? errs.p : "TLS set-up failed");
-			buf_fini(&errs);
-			conf_unref(srv.conf);
-			return 1;
-		}
-		SSL_CTX_free(ctx);
+	/* -t does every start-up check but binding, TLS files included. */
+	ctx = server_tls_load(conf, &errs, &failed);
+	if (failed) {
+		fprintf(stderr, "%s: $.listen_tls: %s\n", conf_file,
+		    errs.p ? errs.p : "TLS set-up failed");
+		buf_fini(&errs);
+		conf_unref(conf);
+		return 1;
 	}
 	if (check) {
 		printf("%s: ok\n", conf_file);
-		conf_unref(srv.conf);
+		server_tls_free(ctx, conf->ntls);
+		conf_unref(conf);
 		return 0;
 	}
-	if (srv.conf->upstream.insecure_skip_verify)
+	if (conf->upstream.insecure_skip_verify)
 		log_warn("upstream.insecure_skip_verify is true: WHM's "
 		    "certificate is NOT verified; tokens can be stolen");
-	srv.loop = uv_default_loop();
-	if ((srv.audit = audit_open(srv.conf, srv.loop, &errs)) == NULL) {
+	if ((audit = audit_open(conf, &errs)) == NULL) {
 		log_err("%s", errs.p ? errs.p : "audit: cannot open");
 		buf_fini(&errs);
-		conf_unref(srv.conf);
+		server_tls_free(ctx, conf->ntls);
+		conf_unref(conf);
 		return 1;
 	}
 	metrics_init();
-	if ((srv.up = upstream_new(srv.loop, srv.conf)) == NULL ||
-	    server_listen(&srv) == -1 || admin_listen(&srv) == -1 ||
-	    (srv.conf->user && drop_privileges(srv.conf->user) == -1)) {
-		audit_close(srv.audit, "start-up failed");
-		return 1;
+	nworkers = (int)conf->workers;
+	workers = xcalloc((size_t)nworkers, sizeof(*workers));
+	workers[0].on_finished = on_worker0_finished;
+	for (i = 0; i < nworkers; i++)
+		if (server_start(&workers[i], i, nworkers, conf, audit, ctx) == -1)
+			break;
+	server_tls_free(ctx, conf->ntls);
+	if (i < nworkers || admin_listen(uv_default_loop(), conf->admin, audit) == -1 ||
+	    (conf->user && drop_privileges(conf->user) == -1)) {
+		/* Nothing was served; the started workers sit idle. */
+		audit_close(audit, "start-up failed");
+		exit(1);
 	}
-	uv_signal_init(srv.loop, &sig_hup);
+	uv_signal_init(uv_default_loop(), &sig_hup);
 	uv_signal_start(&sig_hup, on_hup, SIGHUP);
-	uv_signal_init(srv.loop, &sig_usr1);
+	uv_signal_init(uv_default_loop(), &sig_usr1);
 	uv_signal_start(&sig_usr1, on_usr1, SIGUSR1);
-	uv_signal_init(srv.loop, &sig_term);
+	uv_signal_init(uv_default_loop(), &sig_term);
 	uv_signal_start(&sig_term, on_term, SIGTERM);
-	uv_signal_init(srv.loop, &sig_int);
+	uv_signal_init(uv_default_loop(), &sig_int);
 	uv_signal_start(&sig_int, on_term, SIGINT);
-	uv_timer_init(srv.loop, &drain_timer);
-	uv_timer_init(srv.loop, &drain_check);
-	log_info("whmgate %s started (config %s, upstream %s)", WHMGATE_VERSION,
-	    conf_file, srv.conf->upstream.base);
-	uv_run(srv.loop, UV_RUN_DEFAULT);
-	audit_close(srv.audit, "");
-	uv_run(srv.loop, UV_RUN_DEFAULT);   /* the audit's close callback */
-	server_free(&srv);
-	conf_unref(srv.conf);
+	log_info("whmgate %s started (config %s, upstream %s, %d worker%s)",
+	    WHMGATE_VERSION, conf_file, conf->upstream.base, nworkers,
+	    nworkers == 1 ? "" : "s");
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	for (i = 1; i < nworkers; i++)
+		server_join(&workers[i]);
+	/* Every loop has ended: the audit runs the last callbacks itself. */
+	audit_close(audit, "");
+	for (i = 0; i < nworkers; i++)
+		server_free(&workers[i]);
+	free(workers);
+	conf_unref(conf);
 	buf_fini(&errs);
-	rc = uv_loop_close(srv.loop);
+	rc = uv_loop_close(uv_default_loop());
 	if (rc != 0)
 		log_warn("loop closed with handles open");
 	curl_global_cleanup();

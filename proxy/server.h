@@ -1,5 +1,8 @@
-/* server.h - the process-wide state one event loop works with: the current
- * conf, the audit trail, the upstream pool, listeners and counters. */
+/* server.h - one worker: an event loop with its own listeners (SO_REUSEPORT
+ * when there are several workers), connections and upstream pool, sharing
+ * the audit trail. Worker 0 runs on the main thread's loop; the others on
+ * threads of their own. The main thread talks to a worker only through
+ * server_post_conf and server_post_drain. */
 #ifndef WHMGATE_SERVER_H
 #define WHMGATE_SERVER_H
 
@@ -8,9 +11,12 @@
 
 struct conf;
 struct audit;
+struct audit_sink;
 struct upstream;
 struct conn;
 struct buf;
+struct ssl_ctx_st;
+struct sockaddr_storage;
 
 struct listener {
 	uv_tcp_t tcp;
@@ -21,31 +27,59 @@ struct listener {
 };
 
 struct server {
+	int index;
 	uv_loop_t *loop;
+	uv_loop_t own_loop;  /* workers other than 0 */
+	uv_thread_t thread;
 	struct conf *conf;   /* current; requests hold their own reference */
 	struct audit *audit;
+	struct audit_sink *sink;
 	struct upstream *up;
 	struct listener *ls;
 	size_t nls;
 	struct conn *conns;  /* all open connections */
-	size_t nconns;
+	size_t nconns, max_conns;  /* max: this worker's share of the cap */
 	int draining;        /* SIGTERM: no new requests */
+	int finished;
 	unsigned long long inflight; /* requests being served */
+	uv_timer_t drain_timer, drain_check;
+	/* Messages from the main thread, under mu, delivered by wake. */
+	uv_async_t wake;
+	uv_mutex_t mu;
+	struct conf *next_conf;
+	struct ssl_ctx_st **next_ctx;
+	int drain_requested;
+	/* Called on the worker's loop when it has closed everything. */
+	void (*on_finished)(struct server *s);
 };
 
-/* Binds every listen address of s->conf. Returns 0, or -1 after logging. */
-int server_listen(struct server *s);
-/* "host:port" or "[v6]:port" to a socket address; 0 or -1. */
-struct sockaddr_storage;
-int server_parse_addr(const char *hostport, struct sockaddr_storage *ss);
-/* Builds the TLS contexts of conf c (certificates are re-read); on success
- * the listeners use them for new connections. Returns 0, or -1 with err. */
-int server_tls_reload(struct server *s, const struct conf *c, struct buf *err);
-/* Stops accepting (shutdown). */
-void server_stop_listening(struct server *s);
-/* After the loop ended: frees the listeners' memory and TLS contexts. */
+/* Sets up worker index of nworkers under conf c, binds its listeners and,
+ * for index > 0, starts its thread. ctx holds one SSL_CTX per conf->tls
+ * (the worker takes its own references). Returns 0, or -1 after logging. */
+int server_start(struct server *s, int index, int nworkers, struct conf *c,
+    struct audit *a, struct ssl_ctx_st **ctx);
+/* From the main thread: use conf c (and TLS contexts ctx, of which the
+ * worker takes its own references) for new requests. */
+void server_post_conf(struct server *s, struct conf *c, struct ssl_ctx_st **ctx);
+/* From the main thread: stop accepting, finish in-flight work, end. */
+void server_post_drain(struct server *s);
+/* After the main loop ended: waits for a worker thread to end. */
+void server_join(struct server *s);
+/* After the audit is closed: frees what the worker still holds. */
 void server_free(struct server *s);
+
+/* One SSL_CTX per listen_tls entry of c, or NULL (no TLS, or an error in
+ * err). The caller frees them with server_tls_free. */
+struct ssl_ctx_st **server_tls_load(const struct conf *c, struct buf *err,
+    int *failed);
+void server_tls_free(struct ssl_ctx_st **ctx, size_t n);
+
+/* "host:port" or "[v6]:port" to a socket address; 0 or -1. */
+int server_parse_addr(const char *hostport, struct sockaddr_storage *ss);
 /* A connection closed: accept again if we were at the cap. */
 void server_conn_closed(struct server *s);
+/* Open connections over all workers, counted by conn.c. */
+unsigned long long server_connections(void);
+void server_count_conn(int delta);
 
 #endif
