@@ -766,7 +766,9 @@ open_file(struct audit *a, struct buf *err)
 static void
 do_reopen(struct audit *a)
 {
+	unsigned char last[32];
 	struct buf err;
+	char torn[65];
 	int old = a->fd;
 
 	buf_init(&err);
@@ -777,8 +779,14 @@ do_reopen(struct audit *a)
 		return;
 	}
 	close(old);
+	/* The chain goes on from our last line whatever the file holds; seq
+	 * restarts at 1 in a new (empty) file and continues in one that was
+	 * not rotated away. */
+	memcpy(last, a->last, sizeof(last));
 	a->seq = 0;
-	a->good_size = lseek(a->fd, 0, SEEK_END);
+	if (continue_chain(a, torn, &err) == -1)
+		log_err("%s", err.p ? err.p : "audit: cannot read the reopened file");
+	memcpy(a->last, last, sizeof(last));
 	buf_fini(&err);
 	log_info("audit: reopened %s", a->path);
 }
@@ -840,8 +848,9 @@ writer_main(void *arg)
 {
 	struct audit *a = arg;
 	struct entry *batch, *rec, *e, *next;
+	char dropped[24];
 	size_t n;
-	int rc;
+	int rc, faulted;
 
 	uv_mutex_lock(&a->mu);
 	for (;;) {
@@ -885,11 +894,14 @@ writer_main(void *arg)
 		}
 		batch = take_batch(a, &n);
 		rec = NULL;
-		if (a->faulted) {
+		faulted = a->faulted;
+		snprintf(dropped, sizeof(dropped), "%llu", a->dropped);
+		a->writing = 1;
+		uv_mutex_unlock(&a->mu);
+		if (faulted) {
 			/* Recovery starts with a record saying so; it also
-			 * probes whether writing works again. */
-			char dropped[24];
-			snprintf(dropped, sizeof(dropped), "%llu", a->dropped);
+			 * probes whether writing works again. (Built without
+			 * mu: system records take it for the instance name.) */
 			rec = system_entry(a, "audit-fault", "state",
 			    "recovered", "error", a->fault_reason, "dropped",
 			    dropped, NULL);
@@ -899,8 +911,6 @@ writer_main(void *arg)
 				n++;
 			}
 		}
-		a->writing = 1;
-		uv_mutex_unlock(&a->mu);
 		rc = batch ? write_batch(a, batch, n) : -1;
 		uv_mutex_lock(&a->mu);
 		a->writing = 0;

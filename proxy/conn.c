@@ -486,6 +486,8 @@ send_error(struct req *r, int status, const char *code, const char *reason,
 
 	buf_init(&head);
 	buf_init(&body);
+	if (c->srv->draining)
+		c->close_after = 1;
 	error_body(r, code, reason, &body);
 	buf_printf(&head, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 	    "Content-Length: %zu\r\nX-Request-Id: %s\r\n", status,
@@ -498,6 +500,10 @@ send_error(struct req *r, int status, const char *code, const char *reason,
 		buf_adds(&head, "Connection: close\r\n");
 	buf_adds(&head, "\r\n");
 	r->status = status;
+	/* An answer to HEAD has no body (RFC 9110, 9.3.2): a keep-alive
+	 * client would read it as the next answer. */
+	if (r->http.method_id == HTTP_HEAD)
+		body.len = 0;
 	if (conn_write(c, head.p, head.len, body.p, body.len, NULL, 0) == -1)
 		conn_close(c, "write failed");
 	buf_fini(&head);
@@ -607,6 +613,13 @@ head_checks(struct req *r, struct refusal *f)
 		    st == 404 ? "no such path" : "request target not accepted");
 	if (r->http.method_id != HTTP_GET && r->http.method_id != HTTP_POST)
 		return refusal(f, 405, "method_not_allowed", "only GET and POST");
+	/* A certificate that did not verify identifies no one, and a key
+	 * beside it does not make it good. */
+	if (c->tls && c->tls->cert_presented && !c->tls->has_cert) {
+		r->scheme = AUTH_CERT;
+		return refusal(f, 401, "unauthenticated",
+		    "client certificate not trusted");
+	}
 	if (auth_check(r->conf, r->http.authorization,
 	    c->tls && c->tls->has_cert ? c->tls->fp : NULL, c->family, c->addr,
 	    (int64_t)time(NULL), &ar) == -1) {
@@ -633,6 +646,8 @@ on_up_head(void *arg, int status, const char *ctype, long long clen)
 	struct buf h;
 
 	buf_init(&h);
+	if (c->srv->draining)
+		c->close_after = 1;     /* this connection ends with the answer */
 	buf_printf(&h, "HTTP/1.1 %d %s\r\n", status, status_text(status));
 	if (ctype && *ctype)
 		buf_printf(&h, "Content-Type: %s\r\n", ctype);
@@ -921,12 +936,12 @@ conn_feed(struct conn *c)
 				/* Without a body the message is complete and
 				 * the connection can stay; with one, whmgate
 				 * answers before reading it, so it closes. */
-				if (!r->http.has_body &&
-				    http_feed(&c->hp, "", 0, &used) == HEV_DONE &&
+				if (r->http.has_body || r->http.upgrade ||
+				    http_feed(&c->hp, "", 0, &used) != HEV_DONE ||
 				    !r->http.keep_alive)
 					c->close_after = 1;
 				req_refuse(r, f.status, f.code, f.reason,
-				    r->http.has_body || c->srv->draining, 0);
+				    c->close_after || c->srv->draining, 0);
 				return;
 			}
 			/* Reading the body: each pause is bounded. */
@@ -1200,18 +1215,6 @@ conn_accept(struct server *s, uv_stream_t *ls)
 	timer_set(c, T_HEADER, (uint64_t)s->conf->limits.header_timeout_ms);
 	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	return 0;
-}
-
-void
-conn_close_idle(struct server *s)
-{
-	struct conn *c, *next;
-
-	for (c = s->conns; c; c = next) {
-		next = c->next;
-		if (c->req == NULL)
-			conn_close(c, "shutting down");
-	}
 }
 
 void

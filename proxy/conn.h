@@ -8,8 +8,6 @@ struct server;
 
 /* Accepts one connection from listener ls. Returns 0 or -1. */
 int conn_accept(struct server *s, uv_stream_t *ls);
-/* During shutdown: close connections that have no request in progress. */
-void conn_close_idle(struct server *s);
 /* At the shutdown deadline: cut every connection; running calls get their
  * response record. */
 void conn_close_all(struct server *s);

@@ -276,6 +276,7 @@ on_headers_complete(llhttp_t *p)
 	r->method = llhttp_method_name((llhttp_method_t)p->method);
 	r->major = p->http_major;
 	r->minor = p->http_minor;
+	r->upgrade = p->upgrade;
 	if (framing_checks(hp))
 		return HPE_USER;
 	hp->head_done = 1;
@@ -408,7 +409,7 @@ http_feed(struct http_parser *hp, const char *data, size_t len, size_t *used)
 	}
 	*used = n;
 	hp->msg_bytes += n;
-	if (!hp->head_reported && raw_head_checks(hp, data, n) == -1)
+	if (!hp->head_reported && raw_head_checks(hp, data, n) != 0)
 		return HEV_ERROR;
 	if (hp->head_reported) {
 		hp->gap += (size_t)(data + n - hp->mark);

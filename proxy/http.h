@@ -29,6 +29,7 @@ struct http_req {
 	const char *host, *authorization, *content_type, *content_encoding;
 	int nhost, nauthorization, ncontent_type;
 	int has_body;            /* Content-Length > 0 or chunked */
+	int upgrade;             /* CONNECT: the bytes after the head are no request */
 	int keep_alive;          /* set when the message is complete */
 	struct buf body;         /* owned: buf_fini it */
 };

@@ -217,12 +217,14 @@ on_drain_deadline(uv_timer_t *t)
 	finish(s);
 }
 
+/* Idle connections stay open while calls are in flight, so a request on
+ * one is answered 503 shutting_down rather than met by a silent close;
+ * when the last call is done, everything closes. */
 static void
 on_drain_check(uv_timer_t *t)
 {
 	struct server *s = t->data;
 
-	conn_close_idle(s);
 	if (s->inflight == 0)
 		finish(s);
 }
@@ -238,7 +240,6 @@ start_drain(struct server *s)
 	for (i = 0; i < s->nls; i++)
 		if (!uv_is_closing((uv_handle_t *)&s->ls[i].tcp))
 			uv_close((uv_handle_t *)&s->ls[i].tcp, NULL);
-	conn_close_idle(s);
 	uv_timer_start(&s->drain_timer, on_drain_deadline,
 	    (uint64_t)s->conf->limits.shutdown_timeout_ms, 0);
 	uv_timer_start(&s->drain_check, on_drain_check, 0, 50);

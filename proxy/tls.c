@@ -19,6 +19,16 @@ ssl_err(struct buf *err, const char *what, const char *file)
 	ERR_clear_error();
 }
 
+/* The verdict is kept (SSL_get_verify_result) but does not end the
+ * handshake: used when client certificates are optional. */
+static int
+accept_any(int ok, X509_STORE_CTX *x)
+{
+	(void)ok;
+	(void)x;
+	return 1;
+}
+
 SSL_CTX *
 tls_ctx_new(const struct tls_listen *t, struct buf *err)
 {
@@ -48,9 +58,12 @@ tls_ctx_new(const struct tls_listen *t, struct buf *err)
 			goto fail;
 		}
 		SSL_CTX_set_client_CA_list(ctx, names);
+		/* Required: a missing or untrusted certificate ends the
+		 * handshake. Optional: the handshake goes on and the request
+		 * is refused with a 401 (tls_conn's cert_presented). */
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
 		    (t->require_client_cert ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
-		    NULL);
+		    t->require_client_cert ? NULL : accept_any);
 		SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
 	}
 	return ctx;
@@ -110,6 +123,7 @@ peer_cert(struct tls_conn *t)
 
 	if (x == NULL)
 		return;
+	t->cert_presented = 1;
 	/* Only a certificate that chained to client_ca counts. */
 	if (SSL_get_verify_result(t->ssl) == X509_V_OK &&
 	    X509_digest(x, EVP_sha256(), t->fp, &len) == 1 && len == 32)

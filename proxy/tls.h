@@ -17,7 +17,8 @@ SSL_CTX *tls_ctx_new(const struct tls_listen *t, struct buf *err);
 struct tls_conn {
 	SSL *ssl;
 	int established;
-	int has_cert;              /* a verified client certificate */
+	int cert_presented;        /* the client sent a certificate */
+	int has_cert;              /* ... and it verified against client_ca */
 	unsigned char fp[32];      /* its SHA-256 fingerprint */
 };
 
