@@ -543,7 +543,7 @@ static int
 check_target(struct req *r)
 {
 	const char *t = r->http.target, *q, *fn;
-	size_t plen;
+	size_t plen, flen;
 
 	/* absolute-form, authority-form and asterisk-form are refused. */
 	if (t[0] != '/')
@@ -554,10 +554,13 @@ check_target(struct req *r)
 	r->query = q ? q + 1 : "";
 	if (r->path == NULL)
 		return 400;
+	/* Ours are /json-api, /json-api/... and /xml-api/... (a fragment
+	 * aside); everything else is no path of WHM's API. */
+	flen = strcspn(r->path, "#");
 	if (strncmp(r->path, "/json-api/", 10) != 0 &&
 	    strncmp(r->path, "/xml-api/", 9) != 0 &&
-	    strcmp(r->path, "/json-api") != 0 && strcmp(r->path, "/xml-api") != 0)
-		return strchr(t, '#') ? 400 : 404;
+	    !(flen == 9 && strncmp(r->path, "/json-api", 9) == 0))
+		return 404;
 	/* The raw target must already be canonical: WHM would decode,
 	 * fold and strip a different spelling to some other function. */
 	if (strncmp(r->path, "/json-api/", 10) != 0)

@@ -253,6 +253,10 @@ framing_checks(struct http_parser *hp)
 		return fail(hp, 400, "unsupported Transfer-Encoding");
 	if (r->has_body && r->method_id == HTTP_GET)
 		return fail(hp, 400, "GET with a body");
+	/* HTTP/1.0 has no chunked coding: such framing is faulty (RFC 9112,
+	 * 6.1), and a 1.0 intermediary would read it differently. */
+	if ((hp->p.flags & F_CHUNKED) && r->minor == 0)
+		return fail(hp, 400, "chunked framing in HTTP/1.0");
 	if ((hp->p.flags & F_CONTENT_LENGTH) &&
 	    hp->p.content_length > hp->max_body_bytes)
 		return fail(hp, 413, "request body too large");
