@@ -131,6 +131,8 @@ test_refusals(void)
 	EXPECT("TE twice", POST "Transfer-Encoding: chunked\r\n"
 	    "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400);
 	EXPECT("TE identity", POST "Transfer-Encoding: identity\r\n\r\n", 400);
+	EXPECT("chunked in HTTP/1.0", "POST /json-api/x HTTP/1.0\r\n" HOST
+	    "Transfer-Encoding: chunked\r\n\r\n3\r\na=1\r\n0\r\n\r\n", 400);
 	EXPECT("obs-fold", "GET /json-api/x HTTP/1.1\r\n" HOST
 	    "X-A: a\r\n b\r\n\r\n", 400);
 	EXPECT("obs-fold tab", "GET /json-api/x HTTP/1.1\r\n" HOST
