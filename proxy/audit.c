@@ -1110,6 +1110,24 @@ audit_close(struct audit *a, const char *stop_reason)
 	uv_mutex_unlock(&a->mu);
 	uv_thread_join(&a->thread);
 	syslog_close(a->syslog);
+	/* Stopping on a trail that cannot be written: what waits is lost,
+	 * and said so. */
+	if (a->head) {
+		struct entry *e, *en;
+		unsigned long long lost = 0;
+		for (e = a->head; e; e = en, lost++) {
+			en = e->next;
+			if (e->cb)
+				done_push(a, e, 0);
+			else {
+				free(e->body);
+				free(e);
+			}
+		}
+		a->head = a->tail = NULL;
+		log_err("audit: %llu records could not be written before the stop",
+		    lost);
+	}
 	for (s = a->sinks; s; s = s->next)
 		sink_drain(s);
 	for (s = a->sinks; s; s = next) {
