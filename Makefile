@@ -111,5 +111,18 @@ install: all
 	sed 's#/usr/local#$(PREFIX)#g' conf/whmgate.service >$(DESTDIR)/lib/systemd/system/whmgate.service
 	install -m 0644 conf/logrotate $(DESTDIR)/etc/logrotate.d/whmgate
 
+# `make bench` (SPEC section 10): nginx, HAProxy and wrk from Debian, then
+# tests/bench/run.sh. BENCH_SECONDS (10) per row, WORKERS (1).
+BENCH_PKGS = nginx haproxy wrk
+bench: deps
+	@missing=$$(for p in $(BENCH_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	$(MAKE) all
+	tests/bench/run.sh
+
 clean:
 	rm -rf build

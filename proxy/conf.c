@@ -1275,7 +1275,7 @@ conf_parse(const char *file, const char *text, size_t len, int read_secrets,
 		return NULL;
 	}
 	c = xcalloc(1, sizeof(*c));
-	c->refs = 1;
+	atomic_init(&c->refs, 1);
 	c->file = xstrdup(file);
 	set_defaults(c);
 	check_duplicates(&l, root, "$");
@@ -1341,7 +1341,7 @@ conf_load(const char *file, struct buf *errs)
 struct conf *
 conf_ref(struct conf *c)
 {
-	c->refs++;
+	atomic_fetch_add(&c->refs, 1);
 	return c;
 }
 
@@ -1377,7 +1377,7 @@ conf_unref(struct conf *c)
 {
 	size_t i;
 
-	if (c == NULL || --c->refs > 0)
+	if (c == NULL || atomic_fetch_sub(&c->refs, 1) > 1)
 		return;
 	for (i = 0; i < c->nclients; i++)
 		client_fini(&c->clients[i]);

@@ -6,6 +6,7 @@
 #define WHMGATE_CONF_H
 
 #include <regex.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -101,7 +102,7 @@ struct conf {
 	struct client *clients;
 	size_t nclients;
 	char digest[65];             /* hex SHA-256 of the file's bytes */
-	int refs;
+	atomic_int refs;             /* workers share a conf: atomic */
 };
 
 /* Loads and validates FILE. On success returns a conf with one reference.
