@@ -315,6 +315,16 @@ main(int argc, char **argv)
 		return 1;
 	}
 	metrics_init();
+	/* Signals first: one sent as soon as the port answers is handled on
+	 * the loop, not by its default action. */
+	uv_signal_init(uv_default_loop(), &sig_hup);
+	uv_signal_start(&sig_hup, on_hup, SIGHUP);
+	uv_signal_init(uv_default_loop(), &sig_usr1);
+	uv_signal_start(&sig_usr1, on_usr1, SIGUSR1);
+	uv_signal_init(uv_default_loop(), &sig_term);
+	uv_signal_start(&sig_term, on_term, SIGTERM);
+	uv_signal_init(uv_default_loop(), &sig_int);
+	uv_signal_start(&sig_int, on_term, SIGINT);
 	nworkers = (int)conf->workers;
 	workers = xcalloc((size_t)nworkers, sizeof(*workers));
 	workers[0].on_finished = on_worker0_finished;
@@ -328,14 +338,6 @@ main(int argc, char **argv)
 		audit_close(audit, "start-up failed");
 		exit(1);
 	}
-	uv_signal_init(uv_default_loop(), &sig_hup);
-	uv_signal_start(&sig_hup, on_hup, SIGHUP);
-	uv_signal_init(uv_default_loop(), &sig_usr1);
-	uv_signal_start(&sig_usr1, on_usr1, SIGUSR1);
-	uv_signal_init(uv_default_loop(), &sig_term);
-	uv_signal_start(&sig_term, on_term, SIGTERM);
-	uv_signal_init(uv_default_loop(), &sig_int);
-	uv_signal_start(&sig_int, on_term, SIGINT);
 	log_info("whmgate %s started (config %s, upstream %s, %d worker%s)",
 	    WHMGATE_VERSION, conf_file, conf->upstream.base, nworkers,
 	    nworkers == 1 ? "" : "s");
