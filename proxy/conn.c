@@ -97,6 +97,7 @@ struct req {
 	int head_sent, chunked, paused, recorded, counted_inflight;
 	int status;
 	double t_up;               /* when the upstream call started */
+	struct buf head;           /* response head waiting for the body */
 	unsigned long long relayed; /* body bytes passed to the client */
 };
 
@@ -399,6 +400,9 @@ req_response_record(struct req *r, int status, const struct upstream_result *res
 
 /* ---- requests ---- */
 
+static _Thread_local unsigned char id_seed[8];
+static _Thread_local uint32_t id_count;
+
 static struct req *
 req_new(struct conn *c)
 {
@@ -414,8 +418,17 @@ req_new(struct conn *c)
 	r->http.arena = &r->arena;
 	buf_init(&r->upbody);
 	r->t0 = time_ms();
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-		memset(rnd, 0, sizeof(rnd));
+	buf_init(&r->head);
+	/* Ids are unique, not secret: a random prefix per thread and a
+	 * counter (RAND_bytes per request showed in profiles). */
+	if (id_count == 0 && RAND_bytes(id_seed, sizeof(id_seed)) != 1)
+		memset(id_seed, 0, sizeof(id_seed));
+	memcpy(rnd, id_seed, 8);
+	rnd[8] = (unsigned char)(id_count >> 24);
+	rnd[9] = (unsigned char)(id_count >> 16);
+	rnd[10] = (unsigned char)(id_count >> 8);
+	rnd[11] = (unsigned char)id_count;
+	id_count++;                 /* at 2^32 it wraps to 0: a new prefix */
 	hex_encode(rnd, sizeof(rnd), r->id);
 	http_begin(&c->hp, &r->http);
 	c->srv->inflight++;
@@ -433,6 +446,7 @@ req_free(struct req *r)
 		outcome_fini(&r->oc);
 	buf_fini(&r->http.body);
 	buf_fini(&r->upbody);
+	buf_fini(&r->head);
 	arena_fini(&r->arena);
 	conf_unref(r->conf);
 	r->srv->inflight--;
@@ -641,36 +655,66 @@ head_checks(struct req *r, struct refusal *f)
 
 /* ---- the upstream leg ---- */
 
+/* The head is built when WHM's arrives but goes out with the first piece
+ * of body (one write, one segment for a small answer); until then a
+ * failure can still be answered with a clean 502. */
 static void
 on_up_head(void *arg, int status, const char *ctype, long long clen)
 {
 	struct req *r = arg;
 	struct conn *c = r->c;
-	struct buf h;
+	struct buf *h = &r->head;
 
-	buf_init(&h);
 	if (c->srv->draining)
 		c->close_after = 1;     /* this connection ends with the answer */
-	buf_printf(&h, "HTTP/1.1 %d %s\r\n", status, status_text(status));
+	h->len = 0;
+	buf_printf(h, "HTTP/1.1 %d %s\r\n", status, status_text(status));
 	if (ctype && *ctype)
-		buf_printf(&h, "Content-Type: %s\r\n", ctype);
-	buf_printf(&h, "X-Request-Id: %s\r\n", r->id);
+		buf_printf(h, "Content-Type: %s\r\n", ctype);
+	buf_printf(h, "X-Request-Id: %s\r\n", r->id);
 	if (clen >= 0) {
-		buf_printf(&h, "Content-Length: %lld\r\n", clen);
+		buf_printf(h, "Content-Length: %lld\r\n", clen);
 	} else if (r->http.minor >= 1) {
-		buf_adds(&h, "Transfer-Encoding: chunked\r\n");
+		buf_adds(h, "Transfer-Encoding: chunked\r\n");
 		r->chunked = 1;
 	} else {
 		c->close_after = 1;     /* the end of the body is the close */
 	}
 	if (c->close_after)
-		buf_adds(&h, "Connection: close\r\n");
-	buf_adds(&h, "\r\n");
+		buf_adds(h, "Connection: close\r\n");
+	buf_adds(h, "\r\n");
 	r->status = status;
-	r->head_sent = 1;
-	if (conn_write(c, h.p, h.len, NULL, 0, NULL, 0) == -1)
-		conn_close(c, "write failed");
-	buf_fini(&h);
+}
+
+/* Writes a piece of body (framed if chunked), the head first if it is
+ * still waiting. 0, or -1 when the client is gone. */
+static int
+relay(struct req *r, const char *p, size_t n)
+{
+	struct conn *c = r->c;
+	char size[24];
+	int rc;
+
+	if (!r->head_sent) {
+		r->head_sent = 1;
+		if (r->chunked) {
+			if (n)
+				buf_printf(&r->head, "%zx\r\n", n);
+			buf_add(&r->head, p, n);
+			buf_adds(&r->head, n ? "\r\n" : "0\r\n\r\n");
+		} else {
+			buf_add(&r->head, p, n);
+		}
+		rc = conn_write(c, r->head.p, r->head.len, NULL, 0, NULL, 0);
+		buf_fini(&r->head);
+		return rc;
+	}
+	if (!r->chunked)
+		return conn_write(c, p, n, NULL, 0, NULL, 0);
+	if (n == 0)
+		return conn_write(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
+	snprintf(size, sizeof(size), "%zx\r\n", n);
+	return conn_write(c, size, strlen(size), p, n, "\r\n", 2);
 }
 
 static int
@@ -678,8 +722,6 @@ on_up_data(void *arg, const char *p, size_t n)
 {
 	struct req *r = arg;
 	struct conn *c = r->c;
-	char size[24];
-	int rc;
 
 	/* Backpressure: leave the piece with curl until the client has
 	 * taken most of what is queued. */
@@ -693,13 +735,7 @@ on_up_data(void *arg, const char *p, size_t n)
 	}
 	outcome_feed(&r->oc, p, n);
 	r->relayed += n;
-	if (r->chunked) {
-		snprintf(size, sizeof(size), "%zx\r\n", n);
-		rc = conn_write(c, size, strlen(size), p, n, "\r\n", 2);
-	} else {
-		rc = conn_write(c, p, n, NULL, 0, NULL, 0);
-	}
-	if (rc == -1) {
+	if (relay(r, p, n) == -1) {
 		/* The client is gone; conn_close cancels the transfer (from
 		 * inside curl's callback, upstream defers the cleanup). */
 		conn_close(c, "write failed");
@@ -720,21 +756,22 @@ on_up_done(void *arg, const struct upstream_result *res)
 	if (res->err_status && !r->head_sent) {
 		log_info("request %s: upstream %s: %s", r->id, res->kind,
 		    res->detail);
+		buf_fini(&r->head);
 		req_response_record(r, res->err_status, res, res->err_code);
 		send_error(r, res->err_status, res->err_code,
 		    res->err_status == 504 ? "WHM did not answer in time" :
 		    "WHM is unavailable", 0);
 	} else if (res->err_status) {
 		/* The head is out: the only honest signal left is a cut. */
-		log_info("request %s: upstream failed mid-body: %s", r->id,
-		    res->detail);
+		log_info("request %s: WHM failed after the response began: %s",
+		    r->id, res->detail);
 		req_response_record(r, r->status, res, "upstream_reset");
 		conn_close(c, "upstream failed mid-body");
 		return;
 	} else {
 		outcome_finish(&r->oc);
-		if (r->chunked && conn_write(c, "0\r\n\r\n", 5, NULL, 0, NULL,
-		    0) == -1) {
+		/* The end of the body (and the head, for an empty one). */
+		if ((r->chunked || !r->head_sent) && relay(r, NULL, 0) == -1) {
 			conn_close(c, "write failed");
 			return;
 		}

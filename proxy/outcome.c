@@ -25,27 +25,28 @@ key_is(const struct outcome *o, int d, const char *k)
 	return d < o->depth && !o->f[d].is_array && strcmp(o->f[d].key, k) == 0;
 }
 
-/* A scalar arrived at the current depth: is it one we want? */
+static long
+to_long(const char *s, size_t n)
+{
+	char tmp[24];
+
+	if (n == 0 || n >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, s, n);
+	tmp[n] = '\0';
+	return strtol(tmp, NULL, 10);
+}
+
+/* A scalar arrived at the current depth: is it one we want? The depth is
+ * tested first: most scalars of a large body are nothing to us. */
 static void
 scalar(struct outcome *o, const char *s, size_t n, int is_string)
 {
-	long v = -1;
-	char tmp[24];
-
-	if (n < sizeof(tmp)) {
-		memcpy(tmp, s, n);
-		tmp[n] = '\0';
-		v = strtol(tmp, NULL, 10);
-		if (n == 0)
-			v = -1;
-	}
 	/* metadata.result / metadata.reason */
 	if (o->depth == 2 && key_is(o, 0, "metadata")) {
-		if (key_is(o, 1, "result") && !is_string)
-			o->result = v ? 1 : 0;
-		else if (key_is(o, 1, "result") && is_string && n < sizeof(tmp))
-			o->result = v ? 1 : 0;
-		else if (key_is(o, 1, "reason") && is_string) {
+		if (key_is(o, 1, "result")) {
+			o->result = to_long(s, n) ? 1 : 0;
+		} else if (key_is(o, 1, "reason") && is_string) {
 			if (n >= sizeof(o->reason))
 				n = sizeof(o->reason) - 1;
 			memcpy(o->reason, s, n);
@@ -56,13 +57,13 @@ scalar(struct outcome *o, const char *s, size_t n, int is_string)
 	/* data.uapi.status */
 	if (o->depth == 3 && key_is(o, 0, "data") && key_is(o, 1, "uapi") &&
 	    key_is(o, 2, "status"))
-		o->uapi_status = v ? 1 : 0;
+		o->uapi_status = to_long(s, n) ? 1 : 0;
 	/* data.result[i].metadata.result (batch) */
 	if (o->depth == 5 && key_is(o, 0, "data") && key_is(o, 1, "result") &&
 	    o->f[2].is_array && key_is(o, 3, "metadata") &&
 	    key_is(o, 4, "result") && o->f[2].index >= 0 &&
 	    o->f[2].index < OUTCOME_MAX_SUBS) {
-		o->sub_result[o->f[2].index] = v ? 1 : 0;
+		o->sub_result[o->f[2].index] = to_long(s, n) ? 1 : 0;
 		if ((size_t)o->f[2].index + 1 > o->nsubs)
 			o->nsubs = (size_t)o->f[2].index + 1;
 	}
