@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,8 +59,10 @@ struct audit_sink {
 	struct audit *a;
 	struct audit_sink *next;
 	uv_async_t async;
-	struct entry *head, *tail;
-	int stopped;               /* the async handle is closed */
+	uv_idle_t idle;            /* hands pending records over once per pass */
+	struct entry *phead, *ptail;  /* appended this pass; loop thread only */
+	struct entry *head, *tail; /* done, callbacks to run; under a->mu */
+	int stopped;               /* the handles are closed */
 };
 
 struct audit {
@@ -78,6 +81,7 @@ struct audit {
 	size_t nqueued, qbytes;
 	struct audit_sink *sinks;
 	int stop, reopen, faulted, writing;
+	atomic_int faulted_hint;   /* faulted, for lock-free readers */
 	unsigned long long records, failures, dropped;
 	/* writer thread only */
 	int fd;
@@ -449,68 +453,146 @@ entry_new(yajl_gen g, audit_cb cb, void *arg)
 	return e;
 }
 
+/* Appends e to the writer's queue (under mu). -1 when it cannot wait
+ * there: stopping, a faulted trail for a record someone waits on, or the
+ * bound reached; the caller then owns e. */
 static int
-enqueue(struct audit *a, yajl_gen g, audit_cb cb, void *arg,
-    struct audit_sink *sink)
+queue_locked(struct audit *a, struct entry *e)
 {
-	struct entry *e = entry_new(g, cb, arg);
-	int rc = -1;
-
-	if (e)
-		e->sink = sink;
-	if (cb && sink == NULL) {
-		free(e ? e->body : NULL);
-		free(e);
-		return -1;
-	}
-	uv_mutex_lock(&a->mu);
 	/* A request waiting for durability cannot be served while the trail
 	 * is faulted; other records wait, bounded. */
-	if (e && !a->stop && !(a->faulted && cb) &&
-	    a->nqueued < AUDIT_QUEUE_MAX && a->qbytes + e->len < AUDIT_QUEUE_BYTES) {
-		/* The writer only waits on an empty queue; mid-write, it
-		 * looks at the queue again before it waits. */
-		if (a->head == NULL && !a->writing)
-			uv_cond_signal(&a->cond);
-		if (a->tail)
-			a->tail->next = e;
-		else
-			a->head = e;
-		a->tail = e;
-		a->nqueued++;
-		a->qbytes += e->len;
-		rc = 0;
-	} else {
+	if (a->stop || (a->faulted && e->cb) || a->nqueued >= AUDIT_QUEUE_MAX ||
+	    a->qbytes + e->len >= AUDIT_QUEUE_BYTES) {
 		a->failures++;
-		if (!cb)
+		if (!e->cb)
 			a->dropped++;
+		return -1;
 	}
-	uv_mutex_unlock(&a->mu);
-	if (rc && e) {
+	/* The writer only waits on an empty queue; mid-write, it looks at
+	 * the queue again before it waits. */
+	if (a->head == NULL && !a->writing)
+		uv_cond_signal(&a->cond);
+	if (a->tail)
+		a->tail->next = e;
+	else
+		a->head = e;
+	a->tail = e;
+	e->next = NULL;
+	a->nqueued++;
+	a->qbytes += e->len;
+	return 0;
+}
+
+static void
+entry_free(struct entry *e)
+{
+	if (e) {
 		free(e->body);
 		free(e);
 	}
+}
+
+/* Straight to the writer's queue (system records, from any thread). */
+static int
+enqueue(struct audit *a, yajl_gen g)
+{
+	struct entry *e = entry_new(g, NULL, NULL);
+	int rc;
+
+	if (e == NULL)
+		return -1;
+	uv_mutex_lock(&a->mu);
+	rc = queue_locked(a, e);
+	uv_mutex_unlock(&a->mu);
+	if (rc)
+		entry_free(e);
 	return rc;
+}
+
+/* On a sink's loop, once per pass: its records go to the writer with one
+ * lock and at most one wake-up, however many the pass produced. */
+static void
+sink_flush(struct audit_sink *s)
+{
+	struct audit *a = s->a;
+	struct entry *e, *next, *failed = NULL;
+
+	if (s->phead == NULL)
+		return;
+	uv_mutex_lock(&a->mu);
+	for (e = s->phead; e; e = next) {
+		next = e->next;
+		if (queue_locked(a, e) == -1) {
+			if (e->cb) {
+				e->next = failed;
+				failed = e;
+			} else {
+				entry_free(e);
+			}
+		}
+	}
+	uv_mutex_unlock(&a->mu);
+	s->phead = s->ptail = NULL;
+	/* Requests whose record could not be queued learn it now. */
+	for (e = failed; e; e = next) {
+		next = e->next;
+		e->cb(e->arg, 0);
+		entry_free(e);
+	}
+}
+
+static void
+on_idle(uv_idle_t *h)
+{
+	uv_idle_stop(h);
+	sink_flush(h->data);
 }
 
 int
 audit_record(struct audit *a, struct audit_sink *sink,
     const struct audit_event *ev, audit_cb cb, void *arg)
 {
-	yajl_gen g = yajl_gen_alloc(NULL);
+	yajl_gen g;
+	struct entry *e;
 	struct rec x;
-	int rc;
 
-	if (g == NULL)
+	/* Refused at once while the trail is faulted: the request answers
+	 * 503 without waiting. */
+	if (cb && atomic_load(&a->faulted_hint))
+		return -1;
+	if ((g = yajl_gen_alloc(NULL)) == NULL)
 		return -1;
 	yajl_gen_config(g, yajl_gen_validate_utf8, 1);
 	x.a = a;
 	x.c = ev->conf;
 	x.instance = ev->conf ? ev->conf->instance : NULL;
 	gen_event(&x, g, ev);
-	rc = enqueue(a, g, cb, arg, sink);
+	e = entry_new(g, cb, arg);
 	yajl_gen_free(g);
-	return rc;
+	if (e == NULL)
+		return -1;
+	e->sink = sink;
+	if (sink == NULL || sink->stopped) {
+		int rc;
+		if (cb) {
+			entry_free(e);
+			return -1;
+		}
+		uv_mutex_lock(&a->mu);
+		rc = queue_locked(a, e);
+		uv_mutex_unlock(&a->mu);
+		if (rc)
+			entry_free(e);
+		return rc;
+	}
+	if (sink->ptail)
+		sink->ptail->next = e;
+	else {
+		sink->phead = e;
+		uv_idle_start(&sink->idle, on_idle);
+	}
+	sink->ptail = e;
+	return 0;
 }
 
 static yajl_gen
@@ -551,7 +633,7 @@ audit_system(struct audit *a, const char *event, ...)
 	va_end(ap);
 	if (g == NULL)
 		return -1;
-	rc = enqueue(a, g, NULL, NULL, NULL);
+	rc = enqueue(a, g);
 	yajl_gen_free(g);
 	return rc;
 }
@@ -936,6 +1018,7 @@ writer_main(void *arg)
 			if (a->faulted)
 				log_info("audit: writing %s again", a->path);
 			a->faulted = 0;
+			atomic_store(&a->faulted_hint, 0);
 			a->dropped = 0;
 			a->records += n;
 			for (e = batch; e; e = next) {
@@ -947,6 +1030,7 @@ writer_main(void *arg)
 				log_err("audit: %s: %s (refusing requests)",
 				    a->path, a->fault_reason);
 			a->faulted = 1;
+			atomic_store(&a->faulted_hint, 1);
 			a->fault_at = time_ms();
 			a->failures++;
 			if (rec) {
@@ -1006,6 +1090,8 @@ audit_sink_new(struct audit *a, uv_loop_t *loop)
 		return NULL;
 	}
 	s->async.data = s;
+	uv_idle_init(loop, &s->idle);
+	s->idle.data = s;
 	/* Completions never keep a loop alive on their own. */
 	uv_unref((uv_handle_t *)&s->async);
 	uv_mutex_lock(&a->mu);
@@ -1018,9 +1104,11 @@ audit_sink_new(struct audit *a, uv_loop_t *loop)
 void
 audit_sink_stop(struct audit_sink *s)
 {
+	sink_flush(s);
 	uv_mutex_lock(&s->a->mu);
 	s->stopped = 1;
 	uv_mutex_unlock(&s->a->mu);
+	uv_close((uv_handle_t *)&s->idle, NULL);
 	uv_close((uv_handle_t *)&s->async, NULL);
 }
 
