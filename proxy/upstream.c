@@ -16,12 +16,16 @@
 #include <string.h>
 #include <strings.h>
 
+#define EASY_POOL 64
+
 struct upstream {
 	uv_loop_t *loop;
 	CURLM *multi;
 	uv_timer_t timer;
 	int depth;                  /* > 0 while inside a curl call */
 	struct upstream_req *reap;  /* cancelled inside a curl call */
+	CURL *pool[EASY_POOL];      /* reset easy handles, reused */
+	int npool;
 };
 
 struct upstream_req {
@@ -52,10 +56,17 @@ static void check_done(struct upstream *u);
 static void
 req_free(struct upstream_req *r)
 {
+	struct upstream *u = r->u;
 	struct curl_slist *h;
 
-	if (r->easy)
+	/* An easy handle is kept for the next call: curl_easy_reset drops
+	 * every option (the token header among them) and keeps the memory. */
+	if (r->easy && u->npool < EASY_POOL) {
+		curl_easy_reset(r->easy);
+		u->pool[u->npool++] = r->easy;
+	} else if (r->easy) {
 		curl_easy_cleanup(r->easy);
+	}
 	/* The Authorization header holds the WHM token. */
 	for (h = r->hdrs; h; h = h->next)
 		OPENSSL_cleanse(h->data, strlen(h->data));
@@ -211,6 +222,8 @@ upstream_free(struct upstream *u)
 	if (u == NULL)
 		return;
 	reap(u);
+	while (u->npool > 0)
+		curl_easy_cleanup(u->pool[--u->npool]);
 	/* Closing the multi handle closes its sockets through
 	 * on_curl_socket(REMOVE), which closes their poll handles. */
 	curl_multi_cleanup(u->multi);
@@ -396,7 +409,8 @@ upstream_start(struct upstream *u, const struct conf *c,
 	r->arg = arg;
 	r->clen = -1;
 	r->t0 = time_ms();
-	if ((e = r->easy = curl_easy_init()) == NULL)
+	e = r->easy = u->npool ? u->pool[--u->npool] : curl_easy_init();
+	if (e == NULL)
 		goto fail;
 	/* Exactly the headers of SPEC section 5; curl's own Accept and
 	 * Expect are replaced or removed. */

@@ -73,16 +73,26 @@ int
 buf_printf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;
+	size_t room;
 	int n;
 
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0 || buf_reserve(b, (size_t)n) == -1)
+	/* Format into the room there is; only a line that does not fit is
+	 * formatted twice. */
+	if (buf_reserve(b, 128) == -1)
 		return -1;
+	room = b->cap - b->len;
 	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+	n = vsnprintf(b->p + b->len, room, fmt, ap);
 	va_end(ap);
+	if (n < 0)
+		return -1;
+	if ((size_t)n >= room) {
+		if (buf_reserve(b, (size_t)n) == -1)
+			return -1;
+		va_start(ap, fmt);
+		vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	}
 	b->len += (size_t)n;
 	return 0;
 }
@@ -248,14 +258,31 @@ sha256(const void *p, size_t n, unsigned char out[32])
 void
 time_rfc3339(char *out, size_t outlen)
 {
+	/* The date and time of day change once a second: kept per thread. */
+	static _Thread_local time_t last_sec = -1;
+	static _Thread_local char base[24];
 	struct timespec ts;
 	struct tm tm;
-	char base[24];
+	long us;
+	int i;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out, outlen, "%s.%06ldZ", base, ts.tv_nsec / 1000);
+	if (ts.tv_sec != last_sec) {
+		gmtime_r(&ts.tv_sec, &tm);
+		strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+		last_sec = ts.tv_sec;
+	}
+	if (outlen < 28) {
+		snprintf(out, outlen, "%s", base);
+		return;
+	}
+	memcpy(out, base, 19);
+	out[19] = '.';
+	us = ts.tv_nsec / 1000;
+	for (i = 25; i >= 20; i--, us /= 10)
+		out[i] = (char)('0' + us % 10);
+	out[26] = 'Z';
+	out[27] = '\0';
 }
 
 double
