@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -856,6 +857,15 @@ open_file(struct audit *a, struct buf *err)
 	if (a->fd == -1) {
 		buf_printf(err, "audit: cannot open %s: %s", a->path,
 		    strerror(errno));
+		return -1;
+	}
+	/* One writer per trail: a second whmgate appending its own chain
+	 * to the same file would break both. */
+	if (flock(a->fd, LOCK_EX | LOCK_NB) == -1) {
+		buf_printf(err, "audit: %s is in use by another process (%s)",
+		    a->path, strerror(errno));
+		close(a->fd);
+		a->fd = -1;
 		return -1;
 	}
 	return 0;
