@@ -265,8 +265,13 @@ def test_audit_trail_full_filesystem(t):
             raise AssertionError(f"{e}; {responsive(g, admin)}") from None
         took = time.monotonic() - t0
         eq(admin_get(admin, "/readyz")[0], 200, "/readyz after recovery")
-        eq(call(g, LIST, key).status, 200, "a call after recovery")
-        recs = g.wait_audit(lambda rs: all(by_id(rs).get(rid) for rid in refused + denied),
+        after = call(g, LIST, key)
+        eq(after.status, 200, "a call after recovery")
+        last = after.header("X-Request-Id")
+        # The response record of that call follows its answer: wait for it
+        # too before counting records per id.
+        recs = g.wait_audit(lambda rs: all(by_id(rs).get(rid) for rid in refused + denied)
+                            and len(by_id(rs).get(last, [])) == 2,
                             what="the deny records of the refused calls")
         t.note(f"recovered {took:.2f} s after space was freed; {len(refused)} calls refused")
         assert took < 2.5 * t.session.slow, f"recovery took {took:.2f} s (want about 1 s)"
