@@ -820,7 +820,11 @@ on_durable(void *arg, int ok)
 	call.url = url.p;
 	r->state = R_UPSTREAM;
 	r->t_up = time_ms();
-	if (outcome_init(&r->oc) == -1 ||
+	if (outcome_init(&r->oc) == 0)
+		/* Only batch and uapi_cpanel need anything from data. */
+		r->oc.skip_data = r->call.kind == CALL_PLAIN ||
+		    r->call.kind == CALL_CPANEL;
+	if (r->oc.h == NULL ||
 	    (r->up = upstream_start(r->srv->up, r->conf, r->client, &call,
 	    &up_ops, r)) == NULL) {
 		r->state = R_DONE;

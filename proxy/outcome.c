@@ -165,6 +165,13 @@ on_key(void *ctx, const unsigned char *k, size_t n)
 	} else {
 		strcpy(key, "~");
 	}
+	/* The envelope's data, when nothing in it is wanted: stop yajl here
+	 * and let the skipper step over the value (see outcome_feed). */
+	if (o->skip_data && o->skip == SKIP_NONE && o->depth == 1 &&
+	    strcmp(key, "data") == 0) {
+		o->skip = SKIP_COLON;
+		return 0;
+	}
 	return 1;
 }
 
@@ -195,15 +202,110 @@ outcome_fini(struct outcome *o)
 	o->h = NULL;
 }
 
+/* Steps over the value of the top-level "data" without tokenising it:
+ * strings (with escapes) and bracket depth are all that matter. Returns
+ * how many bytes of p it took; o->skip is SKIP_DONE when the value ended. */
+static size_t
+skip_bytes(struct outcome *o, const char *p, size_t n)
+{
+	size_t i;
+	char ch;
+
+	for (i = 0; i < n; i++) {
+		ch = p[i];
+		if (o->in_string) {
+			if (o->escaped) {
+				o->escaped = 0;
+			} else if (ch == '\\') {
+				o->escaped = 1;
+			} else if (ch == '"') {
+				o->in_string = 0;
+				if (o->sdepth == 0) {     /* a string value */
+					o->skip = SKIP_DONE;
+					return i + 1;
+				}
+			}
+			continue;
+		}
+		switch (o->skip) {
+		case SKIP_COLON:
+			if (ch == ':')
+				o->skip = SKIP_VALUE;
+			else if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r')
+				o->failed = 1;
+			break;
+		case SKIP_VALUE:
+			if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r')
+				break;
+			o->skip = SKIP_IN;
+			/* fall through */
+		case SKIP_IN:
+			if (ch == '"') {
+				o->in_string = 1;
+			} else if (ch == '{' || ch == '[') {
+				o->sdepth++;
+			} else if (ch == '}' || ch == ']' || ch == ',') {
+				if (o->sdepth == 0) {
+					/* the end of a scalar: the delimiter is
+					 * the envelope's, left for yajl */
+					o->skip = SKIP_DONE;
+					return i;
+				}
+				if (ch != ',' && --o->sdepth == 0) {
+					o->skip = SKIP_DONE;
+					return i + 1;
+				}
+			}
+			break;
+		default:
+			break;
+		}
+		if (o->failed)
+			return n;
+	}
+	return n;
+}
+
 void
 outcome_feed(struct outcome *o, const char *p, size_t n)
 {
-	if (o->failed || o->done || o->h == NULL)
+	static const unsigned char resume[] = "{\"data\":0";
+	yajl_status st;
+	size_t used;
+
+	while (n > 0 && !o->failed && !o->done && o->h != NULL) {
+		if (o->skip != SKIP_NONE && o->skip != SKIP_DONE &&
+		    o->skip != SKIP_RESUMED) {
+			used = skip_bytes(o, p, n);
+			p += used;
+			n -= used;
+			if (o->skip != SKIP_DONE)
+				return;
+			/* A new parser takes the rest of the envelope, after
+			 * a stand-in for the data it did not see. */
+			yajl_free(o->h);
+			o->depth = 0;
+			o->skip = SKIP_RESUMED;
+			if ((o->h = yajl_alloc(&callbacks, NULL, o)) == NULL ||
+			    yajl_parse(o->h, resume, sizeof(resume) - 1) !=
+			    yajl_status_ok) {
+				o->failed = 1;
+				return;
+			}
+			continue;
+		}
+		o->since_event += n;
+		st = yajl_parse(o->h, (const unsigned char *)p, n);
+		if (st == yajl_status_client_canceled && o->skip == SKIP_COLON) {
+			used = yajl_get_bytes_consumed(o->h);
+			p += used;
+			n -= used;
+			continue;
+		}
+		if (st != yajl_status_ok || o->since_event > OUTCOME_MAX_TOKEN)
+			o->failed = 1;
 		return;
-	o->since_event += n;
-	if (yajl_parse(o->h, (const unsigned char *)p, n) != yajl_status_ok ||
-	    o->since_event > OUTCOME_MAX_TOKEN)
-		o->failed = 1;
+	}
 }
 
 void
@@ -211,7 +313,10 @@ outcome_finish(struct outcome *o)
 {
 	if (o->failed || o->done || o->h == NULL)
 		return;
-	if (yajl_complete_parse(o->h) != yajl_status_ok)
+	/* Ended inside the skipped data: not a complete document. */
+	if (o->skip != SKIP_NONE && o->skip != SKIP_RESUMED)
+		o->failed = 1;
+	else if (yajl_complete_parse(o->h) != yajl_status_ok)
 		o->failed = 1;
 	o->done = 1;
 }

@@ -19,8 +19,22 @@ struct outcome_frame {
 	char key[16];   /* only short keys matter; longer ones are "~" */
 };
 
+/* Where the skip of the top-level "data" value stands. */
+enum outcome_skip {
+	SKIP_NONE,        /* not skipping (yet) */
+	SKIP_COLON,       /* after the key, before ':' */
+	SKIP_VALUE,       /* before the value */
+	SKIP_IN,          /* inside the value */
+	SKIP_DONE,        /* value over: yajl takes the rest */
+	SKIP_RESUMED      /* done; never skip again */
+};
+
 struct outcome {
 	yajl_handle h;
+	int skip_data;            /* set by the caller: data holds nothing wanted */
+	enum outcome_skip skip;
+	int in_string, escaped;
+	long sdepth;
 	int depth;
 	struct outcome_frame f[OUTCOME_MAX_DEPTH];
 	size_t since_event;       /* bytes fed since the last parser event */
@@ -34,7 +48,9 @@ struct outcome {
 	size_t nsubs;
 };
 
-/* Returns 0, -1 if the parser could not be allocated. */
+/* Returns 0, -1 if the parser could not be allocated. Setting
+ * o->skip_data afterwards (plain calls: nothing in data is wanted) makes
+ * the reader step over the top-level data value without parsing it. */
 int outcome_init(struct outcome *o);
 void outcome_fini(struct outcome *o);
 void outcome_feed(struct outcome *o, const char *p, size_t n);

@@ -76,14 +76,38 @@ static const struct ocase cases[] = {
 };
 
 /* Feeds body in pieces of chunk bytes (0: whole) and checks the verdict. */
+/* Bodies for the skip of data: what the skipper must step over exactly. */
+static const struct ocase skip_cases[] = {
+	{ "brackets and quotes in strings", "{\"data\":{\"a\":\"}]{[\\\"\\\\\","
+	  "\"b\":[1,{\"c\":\"]\"}]},\"metadata\":{\"result\":0,\"reason\":\"r\"}}",
+	  0, 0, -1, "r", 0, 0, { 0 } },
+	{ "scalar data", "{\"data\":12 ,\"metadata\":{\"result\":1}}", 0, 1, -1,
+	  NULL, 0, 0, { 0 } },
+	{ "null data last", "{\"metadata\":{\"result\":1},\"data\":null}", 0, 1,
+	  -1, NULL, 0, 0, { 0 } },
+	{ "string data", "{\"data\" : \"x\\\"y\",\"metadata\":{\"result\":0}}", 0, 0,
+	  -1, NULL, 0, 0, { 0 } },
+	{ "nested arrays", "{\"data\":[[[{}],[]]],\"metadata\":{\"result\":1}}", 0,
+	  1, -1, NULL, 0, 0, { 0 } },
+	{ "decoy metadata inside data", "{\"data\":{\"metadata\":{\"result\":1}},"
+	  "\"metadata\":{\"result\":0}}", 0, 0, -1, NULL, 0, 0, { 0 } },
+	{ "body ends inside data", "{\"data\":{\"acct\":[", 0, -1, -1, NULL, 1, 0,
+	  { 0 } },
+	{ "no colon", "{\"data\" x}", 0, -1, -1, NULL, 1, 0, { 0 } },
+	{ "bad value end", "{\"data\":]}", 0, -1, -1, NULL, 1, 0, { 0 } },
+	{ "nested data key kept", "{\"x\":{\"data\":{\"metadata\":{\"result\":1}}},"
+	  "\"metadata\":{\"result\":0}}", 0, 0, -1, NULL, 0, 0, { 0 } },
+};
+
 static void
-run(const struct ocase *t, size_t chunk)
+run(const struct ocase *t, size_t chunk, int skip)
 {
 	size_t len = t->len ? t->len : strlen(t->body), off, n;
 	struct outcome o;
 	int i, ok = 1;
 
 	CHECK(outcome_init(&o) == 0);
+	o.skip_data = skip;
 	for (off = 0; off < len; off += n) {
 		n = chunk && len - off > chunk ? chunk : len - off;
 		outcome_feed(&o, t->body + off, n);
@@ -99,9 +123,10 @@ run(const struct ocase *t, size_t chunk)
 		ok &= o.sub_result[i] == t->subs[i];
 	CHECK(ok);
 	if (!ok)
-		printf("  %s (chunk %zu): result %d uapi %d failed %d reason "
-		    "%s nsubs %zu\n", t->what, chunk, o.result, o.uapi_status,
-		    o.failed, o.has_reason ? o.reason : "-", o.nsubs);
+		printf("  %s (chunk %zu, skip %d): result %d uapi %d failed %d "
+		    "reason %s nsubs %zu\n", t->what, chunk, skip, o.result,
+		    o.uapi_status, o.failed, o.has_reason ? o.reason : "-",
+		    o.nsubs);
 	outcome_fini(&o);
 }
 
@@ -112,8 +137,17 @@ test_cases(void)
 	size_t i, k;
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		for (k = 0; k < sizeof(chunks) / sizeof(chunks[0]); k++) {
+			run(&cases[i], chunks[k], 0);
+			/* Skipping data must not change what a plain call
+			 * reads (cases that want data, or are not JSON, aside). */
+			if (cases[i].uapi == -1 && cases[i].nsubs == 0 &&
+			    !cases[i].failed)
+				run(&cases[i], chunks[k], 1);
+		}
+	for (i = 0; i < sizeof(skip_cases) / sizeof(skip_cases[0]); i++)
 		for (k = 0; k < sizeof(chunks) / sizeof(chunks[0]); k++)
-			run(&cases[i], chunks[k]);
+			run(&skip_cases[i], chunks[k], 1);
 }
 
 static void
