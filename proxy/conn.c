@@ -242,25 +242,47 @@ on_written(uv_write_t *w, int status)
 		req_done(c);
 }
 
-/* Queues the concatenation of up to three pieces, as they go on the wire. */
+/* Sends the concatenation of up to three pieces, as they go on the wire:
+ * straight to the socket when nothing is queued (no copy), and what the
+ * socket does not take now is copied and queued. */
 static int
 raw_write(struct conn *c, const char *a, size_t an, const char *b, size_t bn,
     const char *d, size_t dn)
 {
+	uv_buf_t in[3] = { uv_buf_init((char *)a, (unsigned int)an),
+		uv_buf_init((char *)b, (unsigned int)bn),
+		uv_buf_init((char *)d, (unsigned int)dn) };
 	struct wreq *wr;
 	uv_buf_t ub;
-	size_t n = an + bn + dn;
+	size_t n = an + bn + dn, skip = 0, i, o, take;
+	int sent;
 
+	/* uv_try_write refuses (UV_EAGAIN) while writes are queued, so
+	 * the order of bytes on the wire is kept. */
+	if (c->out_pending == 0 && n > 0) {
+		sent = uv_try_write((uv_stream_t *)&c->tcp, in, 3);
+		if (sent > 0)
+			skip = (size_t)sent;
+		else if (sent < 0 && sent != UV_EAGAIN)
+			return -1;
+		if (skip == n)
+			return 0;
+	}
+	n -= skip;
 	if ((wr = malloc(sizeof(*wr) + n)) == NULL)
 		return -1;
 	wr->c = c;
 	wr->len = n;
-	if (an)
-		memcpy(wr->data, a, an);
-	if (bn)
-		memcpy(wr->data + an, b, bn);
-	if (dn)
-		memcpy(wr->data + an + bn, d, dn);
+	for (i = 0, o = 0; i < 3; i++) {
+		if (skip >= in[i].len) {
+			skip -= in[i].len;
+			continue;
+		}
+		take = in[i].len - skip;
+		memcpy(wr->data + o, in[i].base + skip, take);
+		o += take;
+		skip = 0;
+	}
 	ub = uv_buf_init(wr->data, (unsigned int)n);
 	if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, on_written) != 0) {
 		free(wr);
