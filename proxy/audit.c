@@ -493,21 +493,28 @@ entry_free(struct entry *e)
 	}
 }
 
-/* Straight to the writer's queue (system records, from any thread). */
+/* Straight to the writer's queue, from any thread; e is freed if it
+ * cannot wait there. */
 static int
-enqueue(struct audit *a, yajl_gen g)
+queue_entry(struct audit *a, struct entry *e)
 {
-	struct entry *e = entry_new(g, NULL, NULL);
 	int rc;
 
-	if (e == NULL)
-		return -1;
 	uv_mutex_lock(&a->mu);
 	rc = queue_locked(a, e);
 	uv_mutex_unlock(&a->mu);
 	if (rc)
 		entry_free(e);
 	return rc;
+}
+
+/* System records. */
+static int
+enqueue(struct audit *a, yajl_gen g)
+{
+	struct entry *e = entry_new(g, NULL, NULL);
+
+	return e ? queue_entry(a, e) : -1;
 }
 
 /* On a sink's loop, once per pass: its records go to the writer with one
@@ -574,17 +581,12 @@ audit_record(struct audit *a, struct audit_sink *sink,
 		return -1;
 	e->sink = sink;
 	if (sink == NULL || sink->stopped) {
-		int rc;
+		/* No loop to call back on: only records nobody waits on. */
 		if (cb) {
 			entry_free(e);
 			return -1;
 		}
-		uv_mutex_lock(&a->mu);
-		rc = queue_locked(a, e);
-		uv_mutex_unlock(&a->mu);
-		if (rc)
-			entry_free(e);
-		return rc;
+		return queue_entry(a, e);
 	}
 	if (sink->ptail)
 		sink->ptail->next = e;

@@ -212,6 +212,18 @@ sender_main(void *arg)
 	uv_mutex_unlock(&s->mu);
 }
 
+static void
+sout_free(struct syslog_out *s)
+{
+	uv_mutex_destroy(&s->mu);
+	uv_cond_destroy(&s->cond);
+	free(s->path);
+	free(s->host);
+	free(s->port);
+	free(s->hostname);
+	free(s);
+}
+
 struct syslog_out *
 syslog_open(const char *target, const char *hostname)
 {
@@ -237,13 +249,7 @@ syslog_open(const char *target, const char *hostname)
 	uv_mutex_init(&s->mu);
 	uv_cond_init(&s->cond);
 	if (uv_thread_create(&s->thread, sender_main, s) != 0) {
-		uv_mutex_destroy(&s->mu);
-		uv_cond_destroy(&s->cond);
-		free(s->path);
-		free(s->host);
-		free(s->port);
-		free(s->hostname);
-		free(s);
+		sout_free(s);
 		return NULL;
 	}
 	return s;
@@ -293,13 +299,7 @@ syslog_close(struct syslog_out *s)
 	}
 	if (s->fd != -1)
 		close(s->fd);
-	uv_mutex_destroy(&s->mu);
-	uv_cond_destroy(&s->cond);
-	free(s->path);
-	free(s->host);
-	free(s->port);
-	free(s->hostname);
-	free(s);
+	sout_free(s);
 }
 
 unsigned long long
