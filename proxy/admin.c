@@ -187,13 +187,14 @@ int
 admin_listen(uv_loop_t *loop, const char *addr, struct audit *audit)
 {
 	struct sockaddr_storage ss;
+	const char *why;
 	int rc;
 
 	admin_audit = audit;
 	if (addr == NULL)
 		return 0;
-	if (server_parse_addr(addr, &ss) != 0) {
-		log_err("admin %s: bad address", addr);
+	if (conf_hostport(addr, &ss, &why) != 0) {
+		log_err("admin %s: %s", addr, why);
 		return -1;
 	}
 	uv_tcp_init(loop, &admin_tcp);

@@ -661,12 +661,13 @@ system_entry(struct audit *a, const char *event, ...)
 
 /* ---- the writer thread ---- */
 
+/* Hands e back to its loop (under a->mu); a record nobody waits on is
+ * freed. */
 static void
-done_push(struct audit *a, struct entry *e, int ok)
+done_push(struct entry *e, int ok)
 {
 	struct audit_sink *s = e->sink;
 
-	(void)a;
 	e->ok = ok;
 	e->next = NULL;
 	if (e->cb == NULL) {
@@ -936,7 +937,7 @@ requeue(struct audit *a, struct entry *batch)
 		next = e->next;
 		e->next = NULL;
 		if (e->cb) {
-			done_push(a, e, 0);
+			done_push(e, 0);
 			continue;
 		}
 		if (last)
@@ -1035,7 +1036,7 @@ writer_main(void *arg)
 			a->records += n;
 			for (e = batch; e; e = next) {
 				next = e->next;
-				done_push(a, e, 1);
+				done_push(e, 1);
 			}
 		} else {
 			if (!a->faulted)
@@ -1236,7 +1237,7 @@ audit_close(struct audit *a, const char *stop_reason)
 		for (e = a->head; e; e = en, lost++) {
 			en = e->next;
 			if (e->cb)
-				done_push(a, e, 0);
+				done_push(e, 0);
 			else {
 				free(e->body);
 				free(e);

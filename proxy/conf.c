@@ -10,6 +10,7 @@
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -250,51 +251,58 @@ free_strings(char **s, size_t n)
 	free(s);
 }
 
-/* host:port or [v6]:port, numeric only. */
-static int
-check_hostport(const char *s, const char **why)
+int
+conf_hostport(const char *s, struct sockaddr_storage *ss, const char **why)
 {
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
 	char host[64];
 	const char *colon, *port;
-	unsigned char tmp[16];
 	size_t hl;
 	long pn;
 	char *end;
+	int v6 = s[0] == '[';
 
-	if (s[0] == '[') {
-		colon = strstr(s, "]:");
-		if (colon == NULL || (hl = (size_t)(colon - s - 1)) >= sizeof(host)) {
-			*why = "must be [IPv6]:port";
-			return -1;
-		}
-		memcpy(host, s + 1, hl);
-		host[hl] = '\0';
-		port = colon + 2;
-		if (inet_pton(AF_INET6, host, tmp) != 1) {
-			*why = "not a numeric IPv6 address";
-			return -1;
-		}
-	} else {
-		colon = strrchr(s, ':');
-		if (colon == NULL || (hl = (size_t)(colon - s)) >= sizeof(host)) {
-			*why = "must be host:port";
-			return -1;
-		}
-		memcpy(host, s, hl);
-		host[hl] = '\0';
-		port = colon + 1;
-		if (inet_pton(AF_INET, host, tmp) != 1) {
-			*why = "not a numeric IPv4 address (use [v6]:port for IPv6)";
-			return -1;
-		}
+	memset(ss, 0, sizeof(*ss));
+	colon = v6 ? strstr(s, "]:") : strrchr(s, ':');
+	hl = colon ? (size_t)(colon - s) - (size_t)v6 : 0;
+	if (colon == NULL || hl >= sizeof(host)) {
+		*why = v6 ? "must be [IPv6]:port" : "must be host:port";
+		return -1;
 	}
+	memcpy(host, s + v6, hl);
+	host[hl] = '\0';
+	port = colon + 1 + v6;
 	errno = 0;
 	pn = strtol(port, &end, 10);
 	if (*port == '\0' || *end != '\0' || errno || pn < 1 || pn > 65535) {
 		*why = "port must be 1-65535";
 		return -1;
 	}
+	if (v6) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)pn);
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) {
+			*why = "not a numeric IPv6 address";
+			return -1;
+		}
+	} else {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)pn);
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
+			*why = "not a numeric IPv4 address (use [v6]:port for IPv6)";
+			return -1;
+		}
+	}
 	return 0;
+}
+
+static int
+check_hostport(const char *s, const char **why)
+{
+	struct sockaddr_storage ss;
+
+	return conf_hostport(s, &ss, why);
 }
 
 int

@@ -120,6 +120,11 @@ void conf_unref(struct conf *c);     /* frees at zero; NULL is a no-op */
 const struct client *conf_client(const struct conf *c, const char *id);
 const struct allow_rule *conf_allow(const struct client *cl, const char *name);
 
+struct sockaddr_storage;
+/* "a.b.c.d:port" or "[v6]:port" (numeric only) to a socket address.
+ * Returns 0, or -1 with *why set. */
+int conf_hostport(const char *s, struct sockaddr_storage *ss, const char **why);
+
 /* Parses "a.b.c.d/n" or "v6/n" (or a bare address as /32 or /128).
  * Returns 0, or -1 with *why set. */
 int cidr_parse(const char *s, struct cidr *out, const char **why);

@@ -74,32 +74,6 @@ server_conn_closed(struct server *s)
 	}
 }
 
-int
-server_parse_addr(const char *hostport, struct sockaddr_storage *ss)
-{
-	char host[64];
-	const char *colon;
-	size_t hl;
-	int port;
-
-	if (hostport[0] == '[') {
-		colon = strstr(hostport, "]:");
-		if (colon == NULL || (hl = (size_t)(colon - hostport - 1)) >= sizeof(host))
-			return -1;
-		memcpy(host, hostport + 1, hl);
-		host[hl] = '\0';
-		port = atoi(colon + 2);
-		return uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss);
-	}
-	colon = strrchr(hostport, ':');
-	if (colon == NULL || (hl = (size_t)(colon - hostport)) >= sizeof(host))
-		return -1;
-	memcpy(host, hostport, hl);
-	host[hl] = '\0';
-	port = atoi(colon + 1);
-	return uv_ip4_addr(host, port, (struct sockaddr_in *)ss);
-}
-
 /* Binds one listener; with several workers each binds its own socket with
  * SO_REUSEPORT and the kernel spreads connections over them (libuv 1.44
  * has no flag for it: set it on the fd before binding). */
@@ -107,12 +81,12 @@ static int
 bind_one(struct server *s, struct listener *l, const char *addr, int reuseport)
 {
 	struct sockaddr_storage ss;
+	const char *why;
 	uv_os_fd_t fd;
 	int rc, on = 1;
 
-	memset(&ss, 0, sizeof(ss));
-	if (server_parse_addr(addr, &ss) != 0) {
-		log_err("listen %s: bad address", addr);
+	if (conf_hostport(addr, &ss, &why) != 0) {
+		log_err("listen %s: %s", addr, why);
 		return -1;
 	}
 	if ((rc = uv_tcp_init_ex(s->loop, &l->tcp, ss.ss_family)) != 0) {

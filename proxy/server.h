@@ -74,8 +74,6 @@ struct ssl_ctx_st **server_tls_load(const struct conf *c, struct buf *err,
     int *failed);
 void server_tls_free(struct ssl_ctx_st **ctx, size_t n);
 
-/* "host:port" or "[v6]:port" to a socket address; 0 or -1. */
-int server_parse_addr(const char *hostport, struct sockaddr_storage *ss);
 /* A connection closed: accept again if we were at the cap. */
 void server_conn_closed(struct server *s);
 /* Open connections over all workers, counted by conn.c. */

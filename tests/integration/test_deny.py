@@ -77,3 +77,17 @@ def test_error_envelopes(t):
                "--data-binary", '{"api.version":1}', auth=f"Bearer {t.key('billing')}")
     check_deny(g, check_error(r, 415, "unsupported_media_type"), 415, "unsupported_media_type")
     eq(t.standin.requests(), [], "requests WHM received")
+
+
+def test_paths_outside_the_api(t):
+    """/xml-api alone is no spelling of WHM's JSON API: 404 not_found;
+    /json-api alone and /xml-api/... are 400 (SPEC section 4). Each leaves
+    a deny record; nothing reaches WHM."""
+    g = t.gate()
+    auth = f"Bearer {t.key('billing')}"
+    for path, status, code in (("/xml-api", 404, "not_found"),
+                               ("/json-api", 400, "bad_request"),
+                               ("/xml-api/listaccts", 400, "bad_request")):
+        r = g.curl(path, auth=auth)
+        check_deny(g, check_error(r, status, code), status, code)
+    eq(t.standin.requests(), [], "requests WHM received")
