@@ -11,6 +11,8 @@ def test_second_instance_refused(t):
     g = t.gate(conf)
     r = g.curl("/json-api/listaccts?api.version=1", auth=f"Bearer {t.key('billing')}")
     eq(r.status, 200, "first instance serves")
+    # the response record is written after the client has its answer: wait for it
+    g.records(r.header("X-Request-Id"))
     lines = len(g.audit())
     other = dict(conf, listen=[f"127.0.0.1:{free_port()}"])
     path = os.path.join(t.dir, "second.json")
