@@ -11,7 +11,9 @@
 # Environment: BENCH_SECONDS (10) per row, BENCH_WARMUP (2), WORKERS (1) for
 # whmgate "workers", nginx worker_processes and HAProxy nbthread,
 # UPSTREAM_WORKERS (1) for the upstream nginx, BIN (build/whmgate),
-# BENCH_ONLY (e.g. "a b c d" - which contenders to run).
+# BENCH_ONLY (e.g. "a b c d" - which contenders to run), BENCH_PERF=1 to
+# record a perf profile of each measured row (build/bench/perf-<row>.data;
+# `perf report -i FILE --no-children` reads it).
 # It fails only when a contender cannot be started or answers nothing but
 # errors; slowness is reported, never judged.
 set -euo pipefail
@@ -187,9 +189,16 @@ run_row() {
     -s "$LUA" "$url/json-api/$fn?api.version=1" >"$D/wrk-$tag-warmup.txt" 2>&1 || true
   [ -n "$log" ] && l0=$(wc -l <"$log")
   { read -r cpu0 _ _; read -r up0 _ _; } < <($HELPER probe --reset "$pid" "$UP_PID")
+  local perf_pid=""
+  if [ -n "${BENCH_PERF:-}" ]; then
+    perf record -q -F 499 -g -p "$pid" -o "$D/perf-$tag.data" -- sleep "$SECS" \
+      >"$D/perf-$tag.out" 2>&1 &
+    perf_pid=$!
+  fi
   BENCH_AUTH=$auth wrk -t"$threads" -c"$conns" -d"${SECS}s" --timeout "$WRK_TIMEOUT" --latency \
     -s "$LUA" "$url/json-api/$fn?api.version=1" >"$D/wrk-$tag.txt" 2>&1 || true
   { read -r cpu1 rss _; read -r up1 _ _; } < <($HELPER probe "$pid" "$UP_PID")
+  [ -n "$perf_pid" ] && { wait "$perf_pid" || true; }
   sleep 0.2                                # let the last log lines land
   [ -n "$log" ] && l1=$(wc -l <"$log")
   $HELPER row --out "$ROWS" --wrk "$D/wrk-$tag.txt" --contender "$name" --body "$fn" \
