@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define EASY_POOL 64
 
@@ -26,6 +28,8 @@ struct upstream {
 	struct upstream_req *reap;  /* cancelled inside a curl call */
 	CURL *pool[EASY_POOL];      /* reset easy handles, reused */
 	int npool;
+	struct up_sock **socks;     /* by fd: the poll handle of each socket */
+	int nsocks;                 /* curl has open */
 };
 
 struct upstream_req {
@@ -45,13 +49,24 @@ struct upstream_req {
 	struct upstream_req *next_reap;
 };
 
+/* A socket curl watches. The poll handle of a connection to WHM lives as
+ * long as the socket (opened in on_curl_open, closed in on_curl_close), not
+ * just while curl is interested in it: uv_poll_start and uv_poll_stop each
+ * cost epoll_ctl calls, five or six per call on a pooled connection if the
+ * handle came and went with every transfer. Other sockets curl reports
+ * (a resolver's socketpair) are "transient": their handle goes on REMOVE,
+ * since curl closes them itself. */
 struct up_sock {
 	uv_poll_t poll;
 	struct upstream *u;
 	curl_socket_t fd;
+	int transient;
+	int want;    /* UV_READABLE/UV_WRITABLE curl asked for, 0 if none */
+	int armed;   /* what the poll handle watches */
 };
 
 static void check_done(struct upstream *u);
+static void on_poll(uv_poll_t *h, int status, int events);
 
 static void
 req_free(struct upstream_req *r)
@@ -101,11 +116,30 @@ socket_action(struct upstream *u, curl_socket_t fd, int flags)
 }
 
 static void
+arm(struct up_sock *s, int events)
+{
+	if (s->armed == events)
+		return;
+	if (events)
+		uv_poll_start(&s->poll, events, on_poll);
+	else
+		uv_poll_stop(&s->poll);
+	s->armed = events;
+}
+
+static void
 on_poll(uv_poll_t *h, int status, int events)
 {
 	struct up_sock *s = h->data;
 	int flags = 0;
 
+	if (s->want == 0) {
+		/* An idle pooled connection became readable (WHM closed
+		 * it, most likely): curl finds out when it next looks at
+		 * the connection; until then stop watching it. */
+		arm(s, 0);
+		return;
+	}
 	if (status < 0)
 		flags = CURL_CSELECT_ERR;
 	if (events & UV_READABLE)
@@ -127,6 +161,71 @@ on_sock_closed(uv_handle_t *h)
 	free(h->data);
 }
 
+static struct up_sock *
+sock_new(struct upstream *u, curl_socket_t fd)
+{
+	struct up_sock *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	s->u = u;
+	s->fd = fd;
+	if (uv_poll_init_socket(u->loop, &s->poll, fd) != 0) {
+		free(s);
+		return NULL;
+	}
+	s->poll.data = s;
+	return s;
+}
+
+static void
+sock_close(struct up_sock *s)
+{
+	uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+}
+
+/* curl opens a connection: the socket and its poll handle. */
+static curl_socket_t
+on_curl_open(void *userp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct upstream *u = userp;
+	struct up_sock *s;
+	int fd;
+
+	(void)purpose;
+	if ((fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol)) < 0)
+		return CURL_SOCKET_BAD;
+	if (fd >= u->nsocks) {
+		int n = fd + 64;
+		struct up_sock **t = realloc(u->socks, (size_t)n * sizeof(*t));
+		if (t == NULL)
+			goto fail;
+		memset(t + u->nsocks, 0, (size_t)(n - u->nsocks) * sizeof(*t));
+		u->socks = t;
+		u->nsocks = n;
+	}
+	if ((s = sock_new(u, fd)) == NULL)
+		goto fail;
+	u->socks[fd] = s;
+	return fd;
+fail:
+	close(fd);
+	return CURL_SOCKET_BAD;
+}
+
+/* curl closes a connection: its poll handle goes first. */
+static int
+on_curl_close(void *userp, curl_socket_t fd)
+{
+	struct upstream *u = userp;
+
+	if (fd >= 0 && fd < u->nsocks && u->socks[fd] != NULL) {
+		sock_close(u->socks[fd]);
+		u->socks[fd] = NULL;
+	}
+	return close(fd);
+}
+
 static int
 on_curl_socket(CURL *e, curl_socket_t fd, int action, void *userp,
     void *socketp)
@@ -136,31 +235,32 @@ on_curl_socket(CURL *e, curl_socket_t fd, int action, void *userp,
 	int events = 0;
 
 	(void)e;
+	if (s == NULL && fd >= 0 && fd < u->nsocks)
+		s = u->socks[fd];
 	if (action == CURL_POLL_REMOVE) {
-		if (s) {
-			uv_poll_stop(&s->poll);
-			uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-			curl_multi_assign(u->multi, fd, NULL);
+		if (s && s->transient) {
+			sock_close(s);
+		} else if (s) {
+			/* Between transfers: watch for readability only (a
+			 * writable socket would wake the loop at once); see
+			 * on_poll. */
+			s->want = 0;
+			arm(s, s->armed & UV_READABLE);
 		}
 		return 0;
 	}
 	if (s == NULL) {
-		if ((s = calloc(1, sizeof(*s))) == NULL)
+		if ((s = sock_new(u, fd)) == NULL)
 			return -1;
-		s->u = u;
-		s->fd = fd;
-		if (uv_poll_init_socket(u->loop, &s->poll, fd) != 0) {
-			free(s);
-			return -1;
-		}
-		s->poll.data = s;
-		curl_multi_assign(u->multi, fd, s);
+		s->transient = 1;
 	}
+	curl_multi_assign(u->multi, fd, s);
 	if (action == CURL_POLL_IN || action == CURL_POLL_INOUT)
 		events |= UV_READABLE;
 	if (action == CURL_POLL_OUT || action == CURL_POLL_INOUT)
 		events |= UV_WRITABLE;
-	uv_poll_start(&s->poll, events, on_poll);
+	s->want = events;
+	arm(s, events);
 	return 0;
 }
 
@@ -225,8 +325,12 @@ upstream_free(struct upstream *u)
 	while (u->npool > 0)
 		curl_easy_cleanup(u->pool[--u->npool]);
 	/* Closing the multi handle closes its sockets through
-	 * on_curl_socket(REMOVE), which closes their poll handles. */
+	 * on_curl_close, which closes their poll handles. */
 	curl_multi_cleanup(u->multi);
+	for (int fd = 0; fd < u->nsocks; fd++)
+		if (u->socks[fd])
+			sock_close(u->socks[fd]);
+	free(u->socks);
 	uv_close((uv_handle_t *)&u->timer, on_timer_closed);
 }
 
@@ -459,6 +563,10 @@ upstream_start(struct upstream *u, const struct conf *c,
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_curl_open);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, u);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);

@@ -33,7 +33,8 @@ ACCESS_DENIED = {"cpanelresult": {"apiversion": "2", "error": "Access denied",
                                   "type": "text"}}
 BEHAVIOURS = {"delay_ms": int, "body_bytes": int, "drip_ms": int, "status": int,
               "reset_after_head": bool, "close_without_answer": bool,
-              "not_json": bool, "metadata_first": bool, "chunked": bool}
+              "not_json": bool, "metadata_first": bool, "chunked": bool,
+              "idle_close_ms": int}
 
 
 def log(msg):
@@ -428,6 +429,10 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.answer(*self.api_response(path, dict(params), beh), beh)
+        if beh.get("idle_close_ms"):
+            # Keep the connection for the next request only this long, then
+            # close it (close_notify and FIN), as WHM's own keep-alive does.
+            self.connection.settimeout(beh["idle_close_ms"] / 1000)
 
     def api_response(self, path, params, beh):
         """(status, body bytes or (length, pieces), content type) for /json-api."""

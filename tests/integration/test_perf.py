@@ -1,9 +1,15 @@
 """Memory bounds of issue "Performance": idle keep-alive connections are
 cheap, and with several workers every worker serves and shares one chain."""
+import os
+import re
+import shutil
+import signal
 import socket
+import subprocess
 import threading
+import time
 
-from lib import eq
+from lib import check_forwarded, eq, read_response
 
 
 def test_perf_10k_idle_connections(t):
@@ -69,3 +75,72 @@ def test_perf_workers_share_one_chain(t):
     eq(r.returncode, 0, f"audit verify ({r.stdout.strip()})")
     seqs = [r["seq"] for r in g.audit()]
     eq(seqs, list(range(1, len(seqs) + 1)), "seq without gaps")
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, all threads, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_perf_pooled_connection_no_epoll_churn(t):
+    """A call on a pooled WHM connection costs no epoll_ctl: the socket's
+    poll handle stays from one call to the next (it used to be created and
+    closed per call: five or six epoll_ctl each). strace counts them over
+    30 keep-alive calls; the connection to WHM is one and the same."""
+    if t.session.wrapper or not shutil.which("strace"):
+        t.note("skipped: needs strace and no wrapper")
+        return
+    g = t.gate()
+    url = "/json-api/listaccts?api.version=1"
+    auth = f"Bearer {t.key('billing')}"
+    eq(g.curl(url, auth=auth).status, 200, "warm-up call (opens the WHM connection)")
+    out = os.path.join(t.dir, "strace.txt")
+    st = subprocess.Popen(["strace", "-f", "-c", "-e", "trace=epoll_ctl", "-o", out,
+                           "-p", str(g.pid)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5 * t.session.slow)     # attached to every thread
+        s = socket.create_connection(("127.0.0.1", g.port), timeout=10)
+        req = (f"GET {url} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n").encode()
+        buf = bytearray()
+        for i in range(30):
+            s.sendall(req)
+            resp = read_response(s, buf)
+            eq(resp.status, 200, f"call {i + 1} on the kept-alive connection")
+        s.close()
+    finally:
+        st.send_signal(signal.SIGINT)
+        st.wait(timeout=10)
+    with open(out) as f:
+        text = f.read()
+    m = re.search(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)(?:\s+\d+)?\s+epoll_ctl$", text, re.M)
+    calls = int(m.group(1)) if m else 0
+    t.note(f"{calls} epoll_ctl for 30 calls")
+    conns = {r["conn"] for r in t.standin.requests()}
+    eq(len(conns), 1, "connections WHM saw (the pooled one, reused)")
+    assert calls < 10, f"epoll_ctl calls for 30 calls on a pooled connection: {calls}\n{text}"
+
+
+def test_perf_idle_upstream_close_no_spin(t):
+    """WHM closes a pooled connection while it is idle: whmgate stops
+    watching it (no busy loop on the readable, closed socket), and the next
+    call opens a new connection and succeeds."""
+    g = t.gate()
+    url = "/json-api/listaccts?api.version=1"
+    auth = f"Bearer {t.key('billing')}"
+    t.standin.behave(idle_close_ms=100)
+    eq(g.curl(url, auth=auth).status, 200, "first call")
+    time.sleep(0.5)                           # WHM has closed it by now
+    c0 = cpu_seconds(g.pid)
+    time.sleep(1.0)
+    used = cpu_seconds(g.pid) - c0
+    t.note(f"{used:.2f} s CPU in 1 s idle after WHM closed the connection")
+    if not t.session.wrapper:
+        assert used < 0.3, f"CPU in 1 s idle: {used:.2f} s (a loop on the closed socket)"
+    r = g.curl(url, auth=auth)
+    eq(r.status, 200, "the call after WHM closed the pooled connection")
+    check_forwarded(g, r.header("X-Request-Id"))
+    conns = [q["conn"] for q in t.standin.requests()]
+    eq(len(set(conns)), 2, f"connections WHM saw ({conns})")
