@@ -21,6 +21,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -279,6 +280,11 @@ main(int argc, char **argv)
 	setrlimit(RLIMIT_CORE, &rl);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	signal(SIGPIPE, SIG_IGN);
+	/* Each call frees what it allocated; with glibc's default 128 KiB
+	 * trim threshold that meant a brk() and fresh page faults every few
+	 * calls. Keeping up to 4 MiB free at the top of the heap ends that
+	 * (measured: 0.3 brk and 0.85 page faults per call before). */
+	mallopt(M_TRIM_THRESHOLD, 4 << 20);
 	if (getenv("WHMGATE_DEBUG"))
 		log_min = LOG_DEBUG;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
