@@ -45,7 +45,8 @@
 
 struct entry {
 	struct entry *next;
-	char *body;          /* the record without its closing brace */
+	char *body;          /* the record without its closing brace; in the
+	                      * same allocation, after the struct */
 	size_t len;
 	audit_cb cb;
 	void *arg;
@@ -64,6 +65,7 @@ struct audit_sink {
 	struct entry *phead, *ptail;  /* appended this pass; loop thread only */
 	struct entry *head, *tail; /* done, callbacks to run; under a->mu */
 	int stopped;               /* the handles are closed */
+	yajl_gen gen;              /* reused for every record; loop thread only */
 };
 
 struct audit {
@@ -442,11 +444,10 @@ entry_new(yajl_gen g, audit_cb cb, void *arg)
 
 	if (yajl_gen_get_buf(g, &out, &len) != yajl_gen_status_ok || len == 0)
 		return NULL;
-	if ((e = calloc(1, sizeof(*e))) == NULL ||
-	    (e->body = malloc(len)) == NULL) {
-		free(e);
+	if ((e = malloc(sizeof(*e) + len)) == NULL)
 		return NULL;
-	}
+	memset(e, 0, sizeof(*e));
+	e->body = (char *)(e + 1);
 	memcpy(e->body, out, len);
 	e->len = len;
 	e->cb = cb;
@@ -487,10 +488,7 @@ queue_locked(struct audit *a, struct entry *e)
 static void
 entry_free(struct entry *e)
 {
-	if (e) {
-		free(e->body);
-		free(e);
-	}
+	free(e);
 }
 
 /* Straight to the writer's queue, from any thread; e is freed if it
@@ -568,15 +566,24 @@ audit_record(struct audit *a, struct audit_sink *sink,
 	 * 503 without waiting. */
 	if (cb && atomic_load(&a->faulted_hint))
 		return -1;
-	if ((g = yajl_gen_alloc(NULL)) == NULL)
-		return -1;
-	yajl_gen_config(g, yajl_gen_validate_utf8, 1);
+	if (sink && sink->gen) {
+		g = sink->gen;
+		yajl_gen_reset(g, NULL);
+		yajl_gen_clear(g);
+	} else {
+		if ((g = yajl_gen_alloc(NULL)) == NULL)
+			return -1;
+		yajl_gen_config(g, yajl_gen_validate_utf8, 1);
+	}
 	x.a = a;
 	x.c = ev->conf;
 	x.instance = ev->conf ? ev->conf->instance : NULL;
 	gen_event(&x, g, ev);
 	e = entry_new(g, cb, arg);
-	yajl_gen_free(g);
+	if (sink && !sink->stopped && sink->gen == NULL)
+		sink->gen = g;
+	else if (!sink || sink->gen != g)
+		yajl_gen_free(g);
 	if (e == NULL)
 		return -1;
 	e->sink = sink;
@@ -671,8 +678,7 @@ done_push(struct entry *e, int ok)
 	e->ok = ok;
 	e->next = NULL;
 	if (e->cb == NULL) {
-		free(e->body);
-		free(e);
+		entry_free(e);
 		return;
 	}
 	if (s->tail)
@@ -1048,8 +1054,7 @@ writer_main(void *arg)
 			a->failures++;
 			if (rec) {
 				batch = rec->next;
-				free(rec->body);
-				free(rec);
+				entry_free(rec);
 			}
 			requeue(a, batch);
 		}
@@ -1077,8 +1082,7 @@ sink_drain(struct audit_sink *s)
 	for (; e; e = next, n++) {
 		next = e->next;
 		e->cb(e->arg, e->ok);
-		free(e->body);
-		free(e);
+		entry_free(e);
 	}
 	return n;
 }
@@ -1123,6 +1127,10 @@ audit_sink_stop(struct audit_sink *s)
 	uv_mutex_unlock(&s->a->mu);
 	uv_close((uv_handle_t *)&s->idle, NULL);
 	uv_close((uv_handle_t *)&s->async, NULL);
+	if (s->gen) {
+		yajl_gen_free(s->gen);
+		s->gen = NULL;
+	}
 }
 
 static int
@@ -1239,8 +1247,7 @@ audit_close(struct audit *a, const char *stop_reason)
 			if (e->cb)
 				done_push(e, 0);
 			else {
-				free(e->body);
-				free(e);
+				entry_free(e);
 			}
 		}
 		a->head = a->tail = NULL;

@@ -4,6 +4,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,14 +245,28 @@ hex_decode(const char *in, unsigned char *out, size_t n)
 	return 0;
 }
 
+/* EVP_sha256() makes OpenSSL 3 look the implementation up at every use
+ * (a fetch, with its locks); fetched once instead, it is shared by all
+ * threads. Kept until exit. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void
 sha256(const void *p, size_t n, unsigned char out[32])
 {
 	unsigned int len = 32;
 
+	pthread_once(&sha256_once, sha256_fetch);
 	/* EVP_Digest only fails on allocation failure; a zeroed digest
 	 * would then never match a configured key. */
-	if (EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) != 1)
+	if (EVP_Digest(p, n, out, &len,
+	    sha256_md ? sha256_md : EVP_sha256(), NULL) != 1)
 		memset(out, 0, 32);
 }
 
