@@ -191,7 +191,7 @@ run_row() {
   { read -r cpu0 _ _; read -r up0 _ _; } < <($HELPER probe --reset "$pid" "$UP_PID")
   local perf_pid=""
   if [ -n "${BENCH_PERF:-}" ]; then
-    perf record -q -F 499 -g -p "$pid" -o "$D/perf-$tag.data" -- sleep "$SECS" \
+    perf record -q -F 499 -g -p "$(echo "$pid" $(pgrep -P "$pid") | tr ' ' ,)" -o "$D/perf-$tag.data" -- sleep "$SECS" \
       >"$D/perf-$tag.out" 2>&1 &
     perf_pid=$!
   fi
