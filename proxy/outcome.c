@@ -202,68 +202,92 @@ outcome_fini(struct outcome *o)
 	o->h = NULL;
 }
 
+/* The bytes skip_bytes stops at: inside a string, the quote and the
+ * backslash; between tokens, what opens or closes a string or a container,
+ * and the comma that ends a scalar. Everything else is stepped over in a
+ * tight loop (this runs over every byte of a large answer). */
+static const unsigned char stop_in_string[256] = { ['"'] = 1, ['\\'] = 1 };
+static const unsigned char stop_between[256] = {
+	['"'] = 1, ['{'] = 1, ['['] = 1, ['}'] = 1, [']'] = 1, [','] = 1,
+};
+
 /* Steps over the value of the top-level "data" without tokenising it:
  * strings (with escapes) and bracket depth are all that matter. Returns
  * how many bytes of p it took; o->skip is SKIP_DONE when the value ended. */
 static size_t
 skip_bytes(struct outcome *o, const char *p, size_t n)
 {
-	size_t i;
-	char ch;
+	const unsigned char *u = (const unsigned char *)p;
+	int in_string = o->in_string, escaped = o->escaped;
+	long sdepth = o->sdepth;
+	size_t i = 0, ret = n;
+	unsigned char ch;
 
-	for (i = 0; i < n; i++) {
-		ch = p[i];
-		if (o->in_string) {
-			if (o->escaped) {
-				o->escaped = 0;
-			} else if (ch == '\\') {
-				o->escaped = 1;
-			} else if (ch == '"') {
-				o->in_string = 0;
-				if (o->sdepth == 0) {     /* a string value */
-					o->skip = SKIP_DONE;
-					return i + 1;
-				}
+	/* Before the value: the colon, then blanks. */
+	while (i < n && !in_string && o->skip != SKIP_IN) {
+		ch = u[i];
+		if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
+			i++;
+		} else if (o->skip == SKIP_COLON) {
+			if (ch != ':') {
+				o->failed = 1;
+				return n;
+			}
+			o->skip = SKIP_VALUE;
+			i++;
+		} else {
+			o->skip = SKIP_IN;
+		}
+	}
+	while (i < n) {
+		if (in_string) {
+			if (escaped) {
+				escaped = 0;
+				i++;
+				continue;
+			}
+			while (i < n && !stop_in_string[u[i]])
+				i++;
+			if (i == n)
+				break;
+			if (u[i++] == '\\') {
+				escaped = 1;
+				continue;
+			}
+			in_string = 0;
+			if (sdepth == 0) {            /* a string value */
+				o->skip = SKIP_DONE;
+				ret = i;
+				break;
 			}
 			continue;
 		}
-		switch (o->skip) {
-		case SKIP_COLON:
-			if (ch == ':')
-				o->skip = SKIP_VALUE;
-			else if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r')
-				o->failed = 1;
+		while (i < n && !stop_between[u[i]])
+			i++;
+		if (i == n)
 			break;
-		case SKIP_VALUE:
-			if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r')
-				break;
-			o->skip = SKIP_IN;
-			/* fall through */
-		case SKIP_IN:
-			if (ch == '"') {
-				o->in_string = 1;
-			} else if (ch == '{' || ch == '[') {
-				o->sdepth++;
-			} else if (ch == '}' || ch == ']' || ch == ',') {
-				if (o->sdepth == 0) {
-					/* the end of a scalar: the delimiter is
-					 * the envelope's, left for yajl */
-					o->skip = SKIP_DONE;
-					return i;
-				}
-				if (ch != ',' && --o->sdepth == 0) {
-					o->skip = SKIP_DONE;
-					return i + 1;
-				}
-			}
+		ch = u[i];
+		if (ch == '"') {
+			in_string = 1;
+		} else if (ch == '{' || ch == '[') {
+			sdepth++;
+		} else if (sdepth == 0) {
+			/* the end of a scalar: the delimiter is the
+			 * envelope's, left for yajl */
+			o->skip = SKIP_DONE;
+			ret = i;
 			break;
-		default:
+		} else if (ch != ',' && --sdepth == 0) {
+			o->skip = SKIP_DONE;
+			ret = i + 1;
 			break;
 		}
-		if (o->failed)
-			return n;
+		i++;
 	}
-	return n;
+	o->in_string = in_string;
+	o->escaped = escaped;
+	o->sdepth = sdepth;
+	return ret;
 }
 
 void

@@ -1,16 +1,18 @@
 /* fuzz_outcome.c - the streaming verdict reader on any body, fed in two
- * pieces cut where the first byte says. */
+ * pieces cut where the first byte says; with the skip of data on (odd
+ * first byte), its verdict is compared with a full parse of the body. */
 #include "outcome.h"
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct outcome o;
+	struct outcome o, whole;
 	size_t cut;
 
 	if (size < 1)
@@ -24,6 +26,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	outcome_finish(&o);
 	if (o.result < -1 || o.result > 1 || o.nsubs > OUTCOME_MAX_SUBS)
 		abort();
+	/* Differential: stepping over data must not change what a full
+	 * parse in one piece reads from metadata, for any valid body. */
+	if (o.skip_data && outcome_init(&whole) == 0) {
+		outcome_feed(&whole, (const char *)data + 1, size - 1);
+		outcome_finish(&whole);
+		if (!whole.failed && (o.failed || o.result != whole.result ||
+		    o.has_reason != whole.has_reason ||
+		    (o.has_reason && strcmp(o.reason, whole.reason) != 0)))
+			abort();
+		outcome_fini(&whole);
+	}
 	outcome_fini(&o);
 	return 0;
 }
