@@ -1258,6 +1258,10 @@ set_defaults(struct conf *c)
 	c->audit.fsync = FSYNC_ALWAYS;
 }
 
+/* Numbers each loaded conf, so a cache can tell them apart even when
+ * one is allocated where a freed one was. */
+static atomic_ulong conf_serials;
+
 struct conf *
 conf_parse(const char *file, const char *text, size_t len, int read_secrets,
     struct buf *errs)
@@ -1284,6 +1288,7 @@ conf_parse(const char *file, const char *text, size_t len, int read_secrets,
 	}
 	c = xcalloc(1, sizeof(*c));
 	atomic_init(&c->refs, 1);
+	c->serial = atomic_fetch_add(&conf_serials, 1) + 1;
 	c->file = xstrdup(file);
 	set_defaults(c);
 	check_duplicates(&l, root, "$");

@@ -102,6 +102,7 @@ struct conf {
 	struct client *clients;
 	size_t nclients;
 	char digest[65];             /* hex SHA-256 of the file's bytes */
+	unsigned long serial;        /* unique per loaded conf (1, 2, ...) */
 	atomic_int refs;             /* workers share a conf: atomic */
 };
 

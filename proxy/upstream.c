@@ -26,7 +26,11 @@ struct upstream {
 	uv_timer_t timer;
 	int depth;                  /* > 0 while inside a curl call */
 	struct upstream_req *reap;  /* cancelled inside a curl call */
-	CURL *pool[EASY_POOL];      /* reset easy handles, reused */
+	/* Easy handles kept for the next call, with the options of the conf
+	 * they were set up for (by serial): only the call's own options are
+	 * set again, unless the conf changed. */
+	CURL *pool[EASY_POOL];
+	unsigned long pool_serial[EASY_POOL];
 	int npool;
 	struct up_sock **socks;     /* by fd: the poll handle of each socket */
 	int nsocks;                 /* curl has open */
@@ -35,6 +39,7 @@ struct upstream {
 struct upstream_req {
 	struct upstream *u;
 	CURL *easy;
+	unsigned long serial;       /* of the conf easy was set up for */
 	struct curl_slist *hdrs;
 	char *body;
 	const struct upstream_ops *ops;
@@ -74,10 +79,16 @@ req_free(struct upstream_req *r)
 	struct upstream *u = r->u;
 	struct curl_slist *h;
 
-	/* An easy handle is kept for the next call: curl_easy_reset drops
-	 * every option (the token header among them) and keeps the memory. */
+	/* An easy handle is kept for the next call, its conf options set;
+	 * what pointed into this request (the header list with the token,
+	 * the body, the callbacks' data) is cleared. */
 	if (r->easy && u->npool < EASY_POOL) {
-		curl_easy_reset(r->easy);
+		curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, NULL);
+		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, NULL);
+		curl_easy_setopt(r->easy, CURLOPT_PRIVATE, NULL);
+		curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, NULL);
+		curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, NULL);
+		u->pool_serial[u->npool] = r->serial;
 		u->pool[u->npool++] = r->easy;
 	} else if (r->easy) {
 		curl_easy_cleanup(r->easy);
@@ -497,6 +508,37 @@ add_header(struct upstream_req *r, const char *name, const char *value)
 	return 0;
 }
 
+/* The options that come from the conf, the same for every call. */
+static void
+easy_setup(struct upstream *u, const struct conf *c, CURL *e)
+{
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->upstream.connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->upstream.timeout_ms);
+	if (c->upstream.ca_pem) {
+		struct curl_blob ca = { c->upstream.ca_pem->p,
+		    c->upstream.ca_pem->len, CURL_BLOB_COPY };
+		/* Only the given CA, not the system store besides. */
+		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
+		curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+	}
+	if (c->upstream.pinned_pubkey)
+		curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, c->upstream.pinned_pubkey);
+	if (c->upstream.insecure_skip_verify) {
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_curl_open);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, u);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+}
+
 struct upstream_req *
 upstream_start(struct upstream *u, const struct conf *c,
     const struct client *cl, const struct upstream_call *call,
@@ -504,7 +546,7 @@ upstream_start(struct upstream *u, const struct conf *c,
 {
 	struct upstream_req *r = calloc(1, sizeof(*r));
 	CURL *e;
-	int rc = 0;
+	int rc = 0, fresh = 1;
 
 	if (r == NULL)
 		return NULL;
@@ -513,9 +555,13 @@ upstream_start(struct upstream *u, const struct conf *c,
 	r->arg = arg;
 	r->clen = -1;
 	r->t0 = time_ms();
-	e = r->easy = u->npool ? u->pool[--u->npool] : curl_easy_init();
-	if (e == NULL)
+	if (u->npool > 0) {
+		e = r->easy = u->pool[--u->npool];
+		if ((fresh = u->pool_serial[u->npool] != c->serial))
+			curl_easy_reset(e);
+	} else if ((e = r->easy = curl_easy_init()) == NULL) {
 		goto fail;
+	}
 	/* Exactly the headers of SPEC section 5; curl's own Accept and
 	 * Expect are replaced or removed. */
 	{
@@ -541,41 +587,20 @@ upstream_start(struct upstream *u, const struct conf *c,
 	}
 	if (rc)
 		goto fail;
+	if (fresh)
+		easy_setup(u, c, e);
+	r->serial = c->serial;
 	curl_easy_setopt(e, CURLOPT_URL, call->url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-	curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->upstream.connect_timeout_ms);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->upstream.timeout_ms);
-	if (c->upstream.ca_pem) {
-		struct curl_blob ca = { c->upstream.ca_pem->p,
-		    c->upstream.ca_pem->len, CURL_BLOB_COPY };
-		/* Only the given CA, not the system store besides. */
-		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
-		curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
-	}
-	if (c->upstream.pinned_pubkey)
-		curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, c->upstream.pinned_pubkey);
-	if (c->upstream.insecure_skip_verify) {
-		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_curl_open);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, u);
-	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);
-	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 	if (call->body) {
-		curl_easy_setopt(e, CURLOPT_POST, 1L);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
 		    (curl_off_t)call->body_len);
+	} else {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	}
 	if (curl_multi_add_handle(u->multi, e) != CURLM_OK)
 		goto fail;

@@ -136,3 +136,39 @@ def test_large_body_bounded_memory(t):
     eq(resp["upstream"]["bytes"], size, "response upstream.bytes")
     eq(resp["whm"]["result"], 1, "response whm.result")
     eq(resp["http"]["status"], 200, "response http.status")
+
+
+def test_upstream_pooled_handles_carry_nothing_over(t):
+    """curl handles are reused from call to call with only the call's own
+    options set again: a POST after a GET carries its own body, a GET after
+    a POST is a bare GET, all on one pooled connection; a reload's upstream
+    options (timeout_ms) apply to the calls after it."""
+    from opslib import sighup
+    conf = t.conf()
+    g = t.gate(conf)
+    auth = f"Bearer {t.key('billing')}"
+    list_url = "/json-api/listaccts?api.version=1"
+    eq(g.curl(list_url, auth=auth).status, 200, "GET listaccts")
+    r = g.http("POST", "/json-api/createacct",
+               body=b"api.version=1&username=pool1&domain=pool1.example",
+               headers={"Authorization": auth,
+                        "Content-Type": "application/x-www-form-urlencoded"})
+    eq(r.status, 200, "POST createacct")
+    eq(g.curl(list_url, auth=auth).status, 200, "GET listaccts after the POST")
+    reqs = t.standin.requests()
+    eq([q["method"] for q in reqs], ["GET", "POST", "GET"], "methods WHM received")
+    eq((reqs[1]["params"].get("username"), reqs[1]["params"].get("domain")),
+       ("pool1", "pool1.example"), "the POST's parameters")
+    for i in (0, 2):
+        eq(reqs[i]["body"], "", f"body of GET #{i + 1}")
+        names = {k.lower() for k, _ in reqs[i]["headers"]}
+        assert not names & {"content-type", "content-length", "transfer-encoding"}, \
+            f"GET #{i + 1} carries body headers: {reqs[i]['headers']}"
+    eq(len({q["conn"] for q in reqs}), 1, "connections WHM saw (one, pooled)")
+    # A reload that shortens the timeout: the pooled handle takes it.
+    conf["upstream"]["timeout_ms"] = 1000
+    rec = sighup(g, conf)
+    eq(rec.get("result"), "ok", f"reload ({rec})")
+    t.standin.behave(delay_ms=3000)
+    rid = check_error(g.curl(list_url, auth=auth), 504, "upstream_timeout")
+    check_upstream_failure(g, rid, 504)
