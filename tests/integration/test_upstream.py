@@ -172,3 +172,28 @@ def test_upstream_pooled_handles_carry_nothing_over(t):
     t.standin.behave(delay_ms=3000)
     rid = check_error(g.curl(list_url, auth=auth), 504, "upstream_timeout")
     check_upstream_failure(g, rid, 504)
+
+
+def test_upstream_ignores_proxy_environment(t):
+    """https_proxy/all_proxy in whmgate's environment do not divert the
+    WHM traffic: the call goes straight to WHM, the "proxy" sees nothing."""
+    trap = socket.socket()
+    trap.bind(("127.0.0.1", 0))
+    trap.listen(8)
+    trap.settimeout(0.2)
+    proxy = f"http://127.0.0.1:{trap.getsockname()[1]}"
+    try:
+        g = t.gate(env={"https_proxy": proxy, "HTTPS_PROXY": proxy,
+                        "all_proxy": proxy, "ALL_PROXY": proxy, "no_proxy": ""})
+        r = g.curl("/json-api/listaccts?api.version=1", auth=f"Bearer {t.key('billing')}")
+        eq(r.status, 200, "the call with a proxy in the environment")
+        check_forwarded(g, r.header("X-Request-Id"))
+        eq(len(t.standin.requests()), 1, "requests WHM received")
+        try:
+            c, _ = trap.accept()
+            c.close()
+            raise AssertionError("the proxy from the environment got a connection")
+        except socket.timeout:
+            pass
+    finally:
+        trap.close()
