@@ -46,6 +46,7 @@
 #define READ_CHUNK 65536
 #define OUT_HIGH (256 * 1024)   /* pause WHM above this many unsent bytes */
 #define OUT_LOW (64 * 1024)     /* resume below */
+#define CORK_MAX (64 * 1024)    /* write gathered body pieces at this size */
 #define IN_CAP (2 * READ_CHUNK)  /* pipelined bytes held while a request runs */
 #define LINGER_MS 2000
 #define LINGER_BYTES (1 << 20)
@@ -71,6 +72,13 @@ struct conn {
 	size_t in_off, linger_bytes;
 	struct req *req;
 	size_t out_pending;
+	/* Body pieces WHM sent during this loop pass, gathered (encrypted
+	 * on TLS) to go out in one write: curl hands them over 16 KiB at a
+	 * time, and a write each cost a syscall and a wake-up of the client
+	 * for every piece of a large answer. */
+	struct buf cork;
+	struct conn *cork_next;    /* in srv->corked */
+	int corked;
 	struct tls_conn *tls;      /* NULL on plain HTTP listeners */
 };
 
@@ -292,7 +300,84 @@ raw_write(struct conn *c, const char *a, size_t an, const char *b, size_t bn,
 	return 0;
 }
 
-/* Queues a response piece: as is, or encrypted on TLS. */
+/* Writes what the connection gathered. */
+static int
+cork_flush(struct conn *c)
+{
+	int rc = 0;
+
+	if (c->cork.len > 0 && !c->closing)
+		rc = raw_write(c, c->cork.p, c->cork.len, NULL, 0, NULL, 0);
+	c->cork.len = 0;
+	return rc;
+}
+
+/* Gathers a piece of the answer; it goes out at the end of this loop pass
+ * (conn_flush_corked) or once CORK_MAX bytes are waiting. */
+static int
+cork_add(struct conn *c, const char *a, size_t an, const char *b, size_t bn,
+    const char *d, size_t dn)
+{
+	struct server *s = c->srv;
+	int rc = 0;
+
+	if (c->closing)
+		return -1;
+	if (c->tls) {
+		rc |= tls_write(c->tls, a, an, &c->cork);
+		rc |= tls_write(c->tls, b, bn, &c->cork);
+		rc |= tls_write(c->tls, d, dn, &c->cork);
+	} else {
+		rc |= buf_add(&c->cork, a, an);
+		rc |= buf_add(&c->cork, b, bn);
+		rc |= buf_add(&c->cork, d, dn);
+	}
+	if (rc)
+		return -1;
+	if (c->cork.len >= CORK_MAX)
+		return cork_flush(c);
+	if (!c->corked) {
+		c->corked = 1;
+		c->cork_next = s->corked;
+		s->corked = c;
+		uv_check_start(&s->flush, conn_flush_corked);
+	}
+	return 0;
+}
+
+static void
+cork_unlink(struct conn *c)
+{
+	struct conn **pp;
+
+	if (!c->corked)
+		return;
+	for (pp = &c->srv->corked; *pp; pp = &(*pp)->cork_next) {
+		if (*pp == c) {
+			*pp = c->cork_next;
+			break;
+		}
+	}
+	c->corked = 0;
+}
+
+void
+conn_flush_corked(uv_check_t *h)
+{
+	struct server *s = h->data;
+	struct conn *c;
+
+	while ((c = s->corked) != NULL) {
+		s->corked = c->cork_next;
+		c->corked = 0;
+		if (cork_flush(c) == -1)
+			conn_close(c, "write failed");
+	}
+	uv_check_stop(h);
+}
+
+/* Queues a response piece: as is, or encrypted on TLS; after what was
+ * gathered, so the bytes keep their order. */
 static int
 conn_write(struct conn *c, const char *a, size_t an, const char *b, size_t bn,
     const char *d, size_t dn)
@@ -300,7 +385,7 @@ conn_write(struct conn *c, const char *a, size_t an, const char *b, size_t bn,
 	struct buf out;
 	int rc = 0;
 
-	if (c->closing)
+	if (c->closing || cork_flush(c) == -1)
 		return -1;
 	if (c->tls == NULL)
 		return raw_write(c, a, an, b, bn, d, dn);
@@ -727,16 +812,16 @@ relay(struct req *r, const char *p, size_t n)
 		} else {
 			buf_add(&r->head, p, n);
 		}
-		rc = conn_write(c, r->head.p, r->head.len, NULL, 0, NULL, 0);
+		rc = cork_add(c, r->head.p, r->head.len, NULL, 0, NULL, 0);
 		buf_fini(&r->head);
 		return rc;
 	}
 	if (!r->chunked)
-		return conn_write(c, p, n, NULL, 0, NULL, 0);
+		return cork_add(c, p, n, NULL, 0, NULL, 0);
 	if (n == 0)
-		return conn_write(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
+		return cork_add(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
 	snprintf(size, sizeof(size), "%zx\r\n", n);
-	return conn_write(c, size, strlen(size), p, n, "\r\n", 2);
+	return cork_add(c, size, strlen(size), p, n, "\r\n", 2);
 }
 
 static int
@@ -747,7 +832,7 @@ on_up_data(void *arg, const char *p, size_t n)
 
 	/* Backpressure: leave the piece with curl until the client has
 	 * taken most of what is queued. */
-	if (c->out_pending > OUT_HIGH) {
+	if (c->out_pending + c->cork.len > OUT_HIGH) {
 		if (!r->paused) {
 			r->paused = 1;
 			timer_set(c, T_WRITE,
@@ -798,6 +883,12 @@ on_up_done(void *arg, const struct upstream_result *res)
 			return;
 		}
 		req_response_record(r, r->status, res, NULL);
+	}
+	/* The answer is complete: what was gathered goes now, and the
+	 * request is done once it is on the wire. */
+	if (cork_flush(c) == -1) {
+		conn_close(c, "write failed");
+		return;
 	}
 	if (!c->closing && c->out_pending == 0)
 		req_done(c);
@@ -935,6 +1026,8 @@ req_done(struct conn *c)
 		req_free(r);
 	if (c->closing)
 		return;
+	if (c->cork.len == 0)
+		buf_fini(&c->cork);     /* an idle connection holds no buffer */
 	if (c->close_after || c->srv->draining) {
 		/* Half-close and drain what the client still sends, so the
 		 * kernel does not answer it with a reset that would destroy
@@ -1162,6 +1255,7 @@ on_closed(uv_handle_t *h)
 		return;
 	http_parser_fini(&c->hp);
 	buf_fini(&c->in);
+	buf_fini(&c->cork);
 	if (c->tls) {
 		tls_conn_fini(c->tls);
 		free(c->tls);
@@ -1179,6 +1273,7 @@ conn_close(struct conn *c, const char *why)
 	if (c->closing)
 		return;
 	c->closing = 1;
+	cork_unlink(c);
 	log_debug("connection %s:%d closed: %s", c->ip, c->port, why);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -1263,6 +1358,7 @@ conn_accept(struct server *s, uv_stream_t *ls)
 	http_parser_init(&c->hp, (size_t)s->conf->limits.max_header_bytes,
 	    (size_t)s->conf->limits.max_body_bytes);
 	buf_init(&c->in);
+	buf_init(&c->cork);
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;

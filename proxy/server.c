@@ -173,6 +173,7 @@ finish(struct server *s)
 	uv_timer_stop(&s->drain_check);
 	uv_close((uv_handle_t *)&s->drain_timer, NULL);
 	uv_close((uv_handle_t *)&s->drain_check, NULL);
+	uv_close((uv_handle_t *)&s->flush, NULL);
 	uv_close((uv_handle_t *)&s->wake, NULL);
 	upstream_free(s->up);
 	s->up = NULL;
@@ -279,6 +280,8 @@ server_start(struct server *s, int index, int nworkers, struct conf *c,
 	uv_timer_init(s->loop, &s->drain_timer);
 	uv_timer_init(s->loop, &s->drain_check);
 	s->drain_timer.data = s->drain_check.data = s;
+	uv_check_init(s->loop, &s->flush);
+	s->flush.data = s;
 	if ((s->sink = audit_sink_new(a, s->loop)) == NULL ||
 	    (s->up = upstream_new(s->loop, c)) == NULL) {
 		log_err("worker %d: cannot set up", index);

@@ -43,6 +43,9 @@ struct server {
 	int finished;
 	unsigned long long inflight; /* requests being served */
 	uv_timer_t drain_timer, drain_check;
+	/* Answers gathered this loop pass go out in the check phase. */
+	uv_check_t flush;
+	struct conn *corked;
 	/* Messages from the main thread, under mu, delivered by wake. */
 	uv_async_t wake;
 	uv_mutex_t mu;
@@ -73,6 +76,9 @@ void server_free(struct server *s);
 struct ssl_ctx_st **server_tls_load(const struct conf *c, struct buf *err,
     int *failed);
 void server_tls_free(struct ssl_ctx_st **ctx, size_t n);
+
+/* conn.c: writes what connections gathered this pass (the check phase). */
+void conn_flush_corked(uv_check_t *h);
 
 /* A connection closed: accept again if we were at the cap. */
 void server_conn_closed(struct server *s);
