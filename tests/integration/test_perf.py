@@ -87,6 +87,27 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def strace_count(t, g, syscalls, action):
+    """Runs action() while strace counts the given syscalls of gate g (all
+    threads); returns (calls, strace's table)."""
+    out = os.path.join(t.dir, "strace.txt")
+    st = subprocess.Popen(["strace", "-f", "-c", "-e", "trace=" + ",".join(syscalls),
+                           "-o", out, "-p", str(g.pid)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5 * t.session.slow)     # attached to every thread
+        action()
+    finally:
+        st.send_signal(signal.SIGINT)
+        st.wait(timeout=10)
+    with open(out) as f:
+        text = f.read()
+    names = "|".join(re.escape(n) for n in syscalls)
+    calls = sum(int(m.group(1)) for m in re.finditer(
+        r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)(?:\s+\d+)?\s+(?:%s)$" % names, text, re.M))
+    return calls, text
+
+
 def test_perf_pooled_connection_no_epoll_churn(t):
     """A call on a pooled WHM connection costs no epoll_ctl: the socket's
     poll handle stays from one call to the next (it used to be created and
@@ -99,12 +120,8 @@ def test_perf_pooled_connection_no_epoll_churn(t):
     url = "/json-api/listaccts?api.version=1"
     auth = f"Bearer {t.key('billing')}"
     eq(g.curl(url, auth=auth).status, 200, "warm-up call (opens the WHM connection)")
-    out = os.path.join(t.dir, "strace.txt")
-    st = subprocess.Popen(["strace", "-f", "-c", "-e", "trace=epoll_ctl", "-o", out,
-                           "-p", str(g.pid)], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE)
-    try:
-        time.sleep(0.5 * t.session.slow)     # attached to every thread
+
+    def calls30():
         s = socket.create_connection(("127.0.0.1", g.port), timeout=10)
         req = (f"GET {url} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n").encode()
         buf = bytearray()
@@ -113,13 +130,7 @@ def test_perf_pooled_connection_no_epoll_churn(t):
             resp = read_response(s, buf)
             eq(resp.status, 200, f"call {i + 1} on the kept-alive connection")
         s.close()
-    finally:
-        st.send_signal(signal.SIGINT)
-        st.wait(timeout=10)
-    with open(out) as f:
-        text = f.read()
-    m = re.search(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)(?:\s+\d+)?\s+epoll_ctl$", text, re.M)
-    calls = int(m.group(1)) if m else 0
+    calls, text = strace_count(t, g, ["epoll_ctl"], calls30)
     t.note(f"{calls} epoll_ctl for 30 calls")
     conns = {r["conn"] for r in t.standin.requests()}
     eq(len(conns), 1, "connections WHM saw (the pooled one, reused)")
@@ -161,28 +172,20 @@ def test_perf_large_answer_gathered(t):
     auth = f"Bearer {t.key('billing')}"
     eq(g.curl("/json-api/listaccts?api.version=1", auth=auth).status, 200, "warm-up call")
     t.standin.behave(body_bytes=size)
-    out = os.path.join(t.dir, "strace.txt")
-    st = subprocess.Popen(["strace", "-f", "-c", "-e", "trace=write,writev", "-o", out,
-                           "-p", str(g.pid)], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE)
-    try:
-        time.sleep(0.5 * t.session.slow)
+    box = {}
+
+    def call():
         s = socket.create_connection(("127.0.0.1", g.port), timeout=30)
         s.sendall(f"GET /json-api/listaccts?api.version=1 HTTP/1.1\r\nHost: x\r\n"
                   f"Authorization: {auth}\r\n\r\n".encode())
-        r = read_response(s)
+        box["r"] = read_response(s)
         s.close()
-        g.records(r.header("X-Request-Id"))
-    finally:
-        st.send_signal(signal.SIGINT)
-        st.wait(timeout=10)
+        g.records(box["r"].header("X-Request-Id"))
+    writes, text = strace_count(t, g, ["write", "writev"], call)
+    r = box["r"]
     eq(r.status, 200, "status")
     eq(len(r.body), size, "body bytes")
     json.loads(r.body)
-    with open(out) as f:
-        text = f.read()
-    writes = sum(int(m.group(1)) for m in re.finditer(
-        r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)(?:\s+\d+)?\s+writev?$", text, re.M))
     t.note(f"{writes} writes for a {size // 1000} kB answer")
     # 2 MB in 16 KiB pieces would be 123 writes; gathered, about 31 (plus
     # the audit writer's and any the socket did not take at once).
