@@ -32,6 +32,8 @@ struct upstream {
 	CURL *pool[EASY_POOL];
 	unsigned long pool_serial[EASY_POOL];
 	int npool;
+	/* The headers every call sends, after its own two (see start). */
+	struct curl_slist *fixed_get, *fixed_post;
 	struct up_sock **socks;     /* by fd: the poll handle of each socket */
 	int nsocks;                 /* curl has open */
 };
@@ -40,7 +42,10 @@ struct upstream_req {
 	struct upstream *u;
 	CURL *easy;
 	unsigned long serial;       /* of the conf easy was set up for */
-	struct curl_slist *hdrs;
+	/* This call's own headers, Authorization (the token) and
+	 * X-Request-Id, both in own_text; the fixed ones follow. */
+	struct curl_slist own[2];
+	struct buf own_text;
 	char *body;
 	const struct upstream_ops *ops;
 	void *arg;
@@ -77,7 +82,6 @@ static void
 req_free(struct upstream_req *r)
 {
 	struct upstream *u = r->u;
-	struct curl_slist *h;
 
 	/* An easy handle is kept for the next call, its conf options set;
 	 * what pointed into this request (the header list with the token,
@@ -94,9 +98,9 @@ req_free(struct upstream_req *r)
 		curl_easy_cleanup(r->easy);
 	}
 	/* The Authorization header holds the WHM token. */
-	for (h = r->hdrs; h; h = h->next)
-		OPENSSL_cleanse(h->data, strlen(h->data));
-	curl_slist_free_all(r->hdrs);
+	if (r->own_text.p)
+		OPENSSL_cleanse(r->own_text.p, r->own_text.cap);
+	buf_fini(&r->own_text);
 	free(r->body);
 	free(r);
 }
@@ -288,6 +292,34 @@ on_curl_timer(CURLM *m, long ms, void *userp)
 	return 0;
 }
 
+static int
+fixed_headers(struct upstream *u)
+{
+	static const char *const fixed[] = { "Accept: application/json",
+		"User-Agent: whmgate/" WHMGATE_VERSION, "Expect:" };
+	struct curl_slist *l;
+	size_t i;
+
+	for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		if ((l = curl_slist_append(u->fixed_get, fixed[i])) == NULL)
+			goto fail;
+		u->fixed_get = l;
+		if ((l = curl_slist_append(u->fixed_post, fixed[i])) == NULL)
+			goto fail;
+		u->fixed_post = l;
+	}
+	l = curl_slist_append(u->fixed_post,
+	    "Content-Type: application/x-www-form-urlencoded");
+	if (l == NULL)
+		goto fail;
+	u->fixed_post = l;
+	return 0;
+fail:
+	curl_slist_free_all(u->fixed_get);
+	curl_slist_free_all(u->fixed_post);
+	return -1;
+}
+
 struct upstream *
 upstream_new(uv_loop_t *loop, const struct conf *c)
 {
@@ -302,6 +334,11 @@ upstream_new(uv_loop_t *loop, const struct conf *c)
 	}
 	uv_timer_init(loop, &u->timer);
 	u->timer.data = u;
+	if (fixed_headers(u) == -1) {
+		curl_multi_cleanup(u->multi);
+		free(u);
+		return NULL;
+	}
 	curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
 	curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
 	curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -342,6 +379,8 @@ upstream_free(struct upstream *u)
 		if (u->socks[fd])
 			sock_close(u->socks[fd]);
 	free(u->socks);
+	curl_slist_free_all(u->fixed_get);
+	curl_slist_free_all(u->fixed_post);
 	uv_close((uv_handle_t *)&u->timer, on_timer_closed);
 }
 
@@ -486,28 +525,6 @@ check_done(struct upstream *u)
 	}
 }
 
-/* Appends "name: value" ("name:" alone removes a header curl would add). */
-static int
-add_header(struct upstream_req *r, const char *name, const char *value)
-{
-	struct curl_slist *l;
-	struct buf h;
-
-	buf_init(&h);
-	if (buf_adds(&h, name) == -1 || buf_addc(&h, ':') == -1 ||
-	    (value && (buf_addc(&h, ' ') == -1 || buf_adds(&h, value) == -1))) {
-		buf_fini(&h);
-		return -1;
-	}
-	l = curl_slist_append(r->hdrs, h.p);
-	OPENSSL_cleanse(h.p, h.len);
-	buf_fini(&h);
-	if (l == NULL)
-		return -1;
-	r->hdrs = l;
-	return 0;
-}
-
 /* The options that come from the conf, the same for every call. */
 static void
 easy_setup(struct upstream *u, const struct conf *c, CURL *e)
@@ -566,24 +583,31 @@ upstream_start(struct upstream *u, const struct conf *c,
 	} else if ((e = r->easy = curl_easy_init()) == NULL) {
 		goto fail;
 	}
-	/* Exactly the headers of SPEC section 5; curl's own Accept and
-	 * Expect are replaced or removed. */
+	/* Exactly the headers of SPEC section 5: this call's two, then the
+	 * fixed ones (curl's own Accept and Expect replaced or removed). The
+	 * text is sized first, so the token is never left in a buffer that
+	 * grew away from it. */
 	{
-		struct buf auth;
-		buf_init(&auth);
-		rc |= buf_printf(&auth, "whm %s:%s", cl->whm_user, cl->whm_token);
-		rc |= add_header(r, "Authorization", auth.p);
-		if (auth.p)
-			OPENSSL_cleanse(auth.p, auth.len);
-		buf_fini(&auth);
+		struct buf *t = &r->own_text;
+		size_t auth_off, id_off;
+
+		buf_init(t);
+		rc |= buf_reserve(t, strlen(cl->whm_user) +
+		    strlen(cl->whm_token) + strlen(call->request_id) + 64);
+		auth_off = t->len;
+		rc |= buf_printf(t, "Authorization: whm %s:%s", cl->whm_user,
+		    cl->whm_token);
+		rc |= buf_addc(t, '\0');
+		id_off = t->len;
+		rc |= buf_printf(t, "X-Request-Id: %s", call->request_id);
+		if (rc)
+			goto fail;
+		r->own[0].data = t->p + auth_off;
+		r->own[0].next = &r->own[1];
+		r->own[1].data = t->p + id_off;
+		r->own[1].next = call->body ? u->fixed_post : u->fixed_get;
 	}
-	rc |= add_header(r, "Accept", "application/json");
-	rc |= add_header(r, "User-Agent", "whmgate/" WHMGATE_VERSION);
-	rc |= add_header(r, "X-Request-Id", call->request_id);
-	rc |= add_header(r, "Expect", NULL);
 	if (call->body) {
-		rc |= add_header(r, "Content-Type",
-		    "application/x-www-form-urlencoded");
 		if ((r->body = malloc(call->body_len + 1)) == NULL)
 			goto fail;
 		memcpy(r->body, call->body, call->body_len);
@@ -596,7 +620,7 @@ upstream_start(struct upstream *u, const struct conf *c,
 	r->serial = c->serial;
 	curl_easy_setopt(e, CURLOPT_URL, call->url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->own);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 	if (call->body) {
