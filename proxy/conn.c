@@ -873,6 +873,7 @@ on_up_done(void *arg, const struct upstream_result *res)
 		log_info("request %s: WHM failed after the response began: %s",
 		    r->id, res->detail);
 		req_response_record(r, r->status, res, "upstream_reset");
+		cork_flush(c);          /* what WHM did send, as far as it goes */
 		conn_close(c, "upstream failed mid-body");
 		return;
 	} else {
@@ -1165,8 +1166,9 @@ tls_in(struct conn *c, const char *p, size_t n)
 	buf_init(&out);
 	in_compact(c);
 	rc = tls_read(c->tls, p, n, &c->in, &out);
-	/* Handshake messages, alerts and tickets go out even on error. */
-	if (out.len)
+	/* Handshake messages, alerts and tickets go out even on error,
+	 * after the records already gathered (they were encrypted first). */
+	if (out.len && cork_flush(c) == 0)
 		raw_write(c, out.p, out.len, NULL, 0, NULL, 0);
 	buf_fini(&out);
 	return rc;

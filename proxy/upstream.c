@@ -135,10 +135,10 @@ arm(struct up_sock *s, int events)
 {
 	if (s->armed == events)
 		return;
-	if (events)
-		uv_poll_start(&s->poll, events, on_poll);
-	else
+	if (events == 0)
 		uv_poll_stop(&s->poll);
+	else if (uv_poll_start(&s->poll, events, on_poll) != 0)
+		events = 0;      /* not armed: the next request tries again */
 	s->armed = events;
 }
 
@@ -155,8 +155,11 @@ on_poll(uv_poll_t *h, int status, int events)
 		arm(s, 0);
 		return;
 	}
-	if (status < 0)
+	if (status < 0) {
+		/* libuv stopped the handle itself. */
+		s->armed = 0;
 		flags = CURL_CSELECT_ERR;
+	}
 	if (events & UV_READABLE)
 		flags |= CURL_CSELECT_IN;
 	if (events & UV_WRITABLE)
@@ -218,6 +221,12 @@ on_curl_open(void *userp, curlsocktype purpose, struct curl_sockaddr *a)
 		memset(t + u->nsocks, 0, (size_t)(n - u->nsocks) * sizeof(*t));
 		u->socks = t;
 		u->nsocks = n;
+	}
+	/* A handle left from an earlier socket with this number (one curl
+	 * closed without telling us) must not watch the new one. */
+	if (u->socks[fd] != NULL) {
+		sock_close(u->socks[fd]);
+		u->socks[fd] = NULL;
 	}
 	if ((s = sock_new(u, fd)) == NULL)
 		goto fail;
@@ -332,13 +341,13 @@ upstream_new(uv_loop_t *loop, const struct conf *c)
 		free(u);
 		return NULL;
 	}
-	uv_timer_init(loop, &u->timer);
-	u->timer.data = u;
 	if (fixed_headers(u) == -1) {
 		curl_multi_cleanup(u->multi);
 		free(u);
 		return NULL;
 	}
+	uv_timer_init(loop, &u->timer);
+	u->timer.data = u;
 	curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
 	curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
 	curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -510,6 +519,15 @@ check_done(struct upstream *u)
 			continue;
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
 		curl_multi_remove_handle(u->multi, r->easy);
+		{
+			/* A transfer that failed or (re)connected may leave
+			 * state in the handle that only a reset clears (curl's
+			 * retry count among it): it is set up afresh. */
+			long nconn = 0;
+			curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &nconn);
+			if (nconn > 0 || m->data.result != CURLE_OK)
+				r->serial = 0;
+		}
 		if (!r->cancelled) {
 			memset(&res, 0, sizeof(res));
 			res.status = r->status;
@@ -591,15 +609,22 @@ upstream_start(struct upstream *u, const struct conf *c,
 		struct buf *t = &r->own_text;
 		size_t auth_off, id_off;
 
+		static const char a[] = "Authorization: whm ", x[] = "X-Request-Id: ";
+
 		buf_init(t);
-		rc |= buf_reserve(t, strlen(cl->whm_user) +
-		    strlen(cl->whm_token) + strlen(call->request_id) + 64);
+		if (buf_reserve(t, sizeof(a) + strlen(cl->whm_user) + 1 +
+		    strlen(cl->whm_token) + sizeof(x) + strlen(call->request_id)) == -1)
+			goto fail;
+		/* From here on the additions fit: no realloc moves the token. */
 		auth_off = t->len;
-		rc |= buf_printf(t, "Authorization: whm %s:%s", cl->whm_user,
-		    cl->whm_token);
+		rc |= buf_adds(t, a);
+		rc |= buf_adds(t, cl->whm_user);
+		rc |= buf_addc(t, ':');
+		rc |= buf_adds(t, cl->whm_token);
 		rc |= buf_addc(t, '\0');
 		id_off = t->len;
-		rc |= buf_printf(t, "X-Request-Id: %s", call->request_id);
+		rc |= buf_adds(t, x);
+		rc |= buf_adds(t, call->request_id);
 		if (rc)
 			goto fail;
 		r->own[0].data = t->p + auth_off;
@@ -660,6 +685,7 @@ upstream_cancel(struct upstream_req *r)
 		return;
 	r->cancelled = 1;
 	r->ops = NULL;
+	r->serial = 0;           /* cut mid-transfer: set up afresh */
 	if (u->depth > 0) {
 		r->next_reap = u->reap;
 		u->reap = r;
