@@ -89,7 +89,8 @@ def cpu_seconds(pid):
 
 def strace_count(t, g, syscalls, action):
     """Runs action() while strace counts the given syscalls of gate g (all
-    threads); returns (calls, strace's table)."""
+    threads); returns (calls, strace's table), or (None, why) when strace
+    cannot attach here (no ptrace permission)."""
     out = os.path.join(t.dir, "strace.txt")
     st = subprocess.Popen(["strace", "-f", "-c", "-e", "trace=" + ",".join(syscalls),
                            "-o", out, "-p", str(g.pid)], stdout=subprocess.DEVNULL,
@@ -98,8 +99,14 @@ def strace_count(t, g, syscalls, action):
         time.sleep(0.5 * t.session.slow)     # attached to every thread
         action()
     finally:
-        st.send_signal(signal.SIGINT)
+        if st.poll() is None:
+            st.send_signal(signal.SIGINT)
         st.wait(timeout=10)
+    err = st.stderr.read().decode("utf-8", "replace")
+    # strace says "Process N attached" when it could; its exit code after
+    # SIGINT is not a verdict.
+    if "attached" not in err or not os.path.exists(out):
+        return None, f"strace could not attach ({err.strip()[-200:]})"
     with open(out) as f:
         text = f.read()
     names = "|".join(re.escape(n) for n in syscalls)
@@ -131,6 +138,9 @@ def test_perf_pooled_connection_no_epoll_churn(t):
             eq(resp.status, 200, f"call {i + 1} on the kept-alive connection")
         s.close()
     calls, text = strace_count(t, g, ["epoll_ctl"], calls30)
+    if calls is None:
+        t.note(f"count skipped: {text}")
+        return
     t.note(f"{calls} epoll_ctl for 30 calls")
     conns = {r["conn"] for r in t.standin.requests()}
     eq(len(conns), 1, "connections WHM saw (the pooled one, reused)")
@@ -186,6 +196,9 @@ def test_perf_large_answer_gathered(t):
     eq(r.status, 200, "status")
     eq(len(r.body), size, "body bytes")
     json.loads(r.body)
+    if writes is None:
+        t.note(f"count skipped: {text}")
+        return
     t.note(f"{writes} writes for a {size // 1000} kB answer")
     # 2 MB in 16 KiB pieces would be 123 writes; gathered, about 31 (plus
     # the audit writer's and any the socket did not take at once).
