@@ -10,6 +10,9 @@
  *   goes away while its request record is being written is detached
  *   (r->c = NULL) and freed by the audit callback; during an upstream
  *   transfer the transfer is cancelled and the request freed at once.
+ * - Answer bytes gathered in a loop pass wait in c->cork (listed in
+ *   srv->corked until the check phase writes them); an idle connection
+ *   holds no cork buffer.
  * - libuv handles are freed only in their close callbacks (two per conn).
  * - Every request ends with exactly one deny record, or one request and one
  *   response record: req_deny() and req_response_record() are the only
