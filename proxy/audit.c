@@ -153,6 +153,18 @@ secret_value(const struct conf *c, const char *v)
 
 /* ---- JSON generation ---- */
 
+/* Every string is checked to be UTF-8 (parameter values come from the
+ * client). */
+static yajl_gen
+gen_new(void)
+{
+	yajl_gen g = yajl_gen_alloc(NULL);
+
+	if (g)
+		yajl_gen_config(g, yajl_gen_validate_utf8, 1);
+	return g;
+}
+
 /* What a record is generated with: the trail (for the HMAC key), the conf
  * the request runs under (redaction, tokens) and the instance name. The
  * conf is the request's own reference, so a reload on another thread
@@ -558,7 +570,7 @@ int
 audit_record(struct audit *a, struct audit_sink *sink,
     const struct audit_event *ev, audit_cb cb, void *arg)
 {
-	yajl_gen g;
+	yajl_gen g, own = NULL;
 	struct entry *e;
 	struct rec x;
 
@@ -566,24 +578,20 @@ audit_record(struct audit *a, struct audit_sink *sink,
 	 * 503 without waiting. */
 	if (cb && atomic_load(&a->faulted_hint))
 		return -1;
-	if (sink && sink->gen) {
-		g = sink->gen;
+	/* The loop's own generator, or one for this record only. */
+	if ((g = sink ? sink->gen : NULL) != NULL) {
 		yajl_gen_reset(g, NULL);
 		yajl_gen_clear(g);
-	} else {
-		if ((g = yajl_gen_alloc(NULL)) == NULL)
-			return -1;
-		yajl_gen_config(g, yajl_gen_validate_utf8, 1);
+	} else if ((g = own = gen_new()) == NULL) {
+		return -1;
 	}
 	x.a = a;
 	x.c = ev->conf;
 	x.instance = ev->conf ? ev->conf->instance : NULL;
 	gen_event(&x, g, ev);
 	e = entry_new(g, cb, arg);
-	if (sink && !sink->stopped && sink->gen == NULL)
-		sink->gen = g;
-	else if (!sink || sink->gen != g)
-		yajl_gen_free(g);
+	if (own)
+		yajl_gen_free(own);
 	if (e == NULL)
 		return -1;
 	e->sink = sink;
@@ -608,14 +616,13 @@ audit_record(struct audit *a, struct audit_sink *sink,
 static yajl_gen
 system_gen(struct audit *a, const char *event, va_list ap)
 {
-	yajl_gen g = yajl_gen_alloc(NULL);
+	yajl_gen g = gen_new();
 	const char *k, *v;
 	char instance[256];
 	struct rec x;
 
 	if (g == NULL)
 		return NULL;
-	yajl_gen_config(g, yajl_gen_validate_utf8, 1);
 	x.a = a;
 	x.c = NULL;
 	uv_mutex_lock(&a->mu);
@@ -1107,6 +1114,7 @@ audit_sink_new(struct audit *a, uv_loop_t *loop)
 		return NULL;
 	}
 	s->async.data = s;
+	s->gen = gen_new();     /* without it, each record makes its own */
 	uv_idle_init(loop, &s->idle);
 	s->idle.data = s;
 	/* Completions never keep a loop alive on their own. */

@@ -315,13 +315,11 @@ cork_flush(struct conn *c)
 	return rc;
 }
 
-/* Gathers a piece of the answer; it goes out at the end of this loop pass
- * (conn_flush_corked) or once CORK_MAX bytes are waiting. */
+/* Appends up to three pieces to the cork, encrypted on TLS. */
 static int
-cork_add(struct conn *c, const char *a, size_t an, const char *b, size_t bn,
-    const char *d, size_t dn)
+cork_append(struct conn *c, const char *a, size_t an, const char *b,
+    size_t bn, const char *d, size_t dn)
 {
-	struct server *s = c->srv;
 	int rc = 0;
 
 	if (c->closing)
@@ -335,7 +333,18 @@ cork_add(struct conn *c, const char *a, size_t an, const char *b, size_t bn,
 		rc |= buf_add(&c->cork, b, bn);
 		rc |= buf_add(&c->cork, d, dn);
 	}
-	if (rc)
+	return rc ? -1 : 0;
+}
+
+/* Gathers a piece of the answer; it goes out at the end of this loop pass
+ * (conn_flush_corked) or once CORK_MAX bytes are waiting. */
+static int
+cork_add(struct conn *c, const char *a, size_t an, const char *b, size_t bn,
+    const char *d, size_t dn)
+{
+	struct server *s = c->srv;
+
+	if (cork_append(c, a, an, b, bn, d, dn) == -1)
 		return -1;
 	if (c->cork.len >= CORK_MAX)
 		return cork_flush(c);
@@ -379,27 +388,15 @@ conn_flush_corked(uv_check_t *h)
 	uv_check_stop(h);
 }
 
-/* Queues a response piece: as is, or encrypted on TLS; after what was
- * gathered, so the bytes keep their order. */
+/* Writes a response piece now, after what was gathered, so the bytes keep
+ * their order. */
 static int
 conn_write(struct conn *c, const char *a, size_t an, const char *b, size_t bn,
     const char *d, size_t dn)
 {
-	struct buf out;
-	int rc = 0;
-
-	if (c->closing || cork_flush(c) == -1)
+	if (cork_append(c, a, an, b, bn, d, dn) == -1)
 		return -1;
-	if (c->tls == NULL)
-		return raw_write(c, a, an, b, bn, d, dn);
-	buf_init(&out);
-	rc |= tls_write(c->tls, a, an, &out);
-	rc |= tls_write(c->tls, b, bn, &out);
-	rc |= tls_write(c->tls, d, dn, &out);
-	if (rc == 0 && out.len)
-		rc = raw_write(c, out.p, out.len, NULL, 0, NULL, 0);
-	buf_fini(&out);
-	return rc;
+	return cork_flush(c);
 }
 
 static const char *

@@ -32,8 +32,10 @@ struct upstream {
 	CURL *pool[EASY_POOL];
 	unsigned long pool_serial[EASY_POOL];
 	int npool;
-	/* The headers every call sends, after its own two (see start). */
-	struct curl_slist *fixed_get, *fixed_post;
+	/* The headers every call sends after its own two (see start); a
+	 * POST's Content-Type node leads into the same list. */
+	struct curl_slist *fixed;
+	struct curl_slist ctype;
 	struct up_sock **socks;     /* by fd: the poll handle of each socket */
 	int nsocks;                 /* curl has open */
 };
@@ -202,6 +204,16 @@ sock_close(struct up_sock *s)
 	uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
 
+/* Closes the poll handle of socket fd, if it has one. */
+static void
+sock_forget(struct upstream *u, curl_socket_t fd)
+{
+	if (fd >= 0 && fd < u->nsocks && u->socks[fd] != NULL) {
+		sock_close(u->socks[fd]);
+		u->socks[fd] = NULL;
+	}
+}
+
 /* curl opens a connection: the socket and its poll handle. */
 static curl_socket_t
 on_curl_open(void *userp, curlsocktype purpose, struct curl_sockaddr *a)
@@ -224,10 +236,7 @@ on_curl_open(void *userp, curlsocktype purpose, struct curl_sockaddr *a)
 	}
 	/* A handle left from an earlier socket with this number (one curl
 	 * closed without telling us) must not watch the new one. */
-	if (u->socks[fd] != NULL) {
-		sock_close(u->socks[fd]);
-		u->socks[fd] = NULL;
-	}
+	sock_forget(u, fd);
 	if ((s = sock_new(u, fd)) == NULL)
 		goto fail;
 	u->socks[fd] = s;
@@ -241,12 +250,7 @@ fail:
 static int
 on_curl_close(void *userp, curl_socket_t fd)
 {
-	struct upstream *u = userp;
-
-	if (fd >= 0 && fd < u->nsocks && u->socks[fd] != NULL) {
-		sock_close(u->socks[fd]);
-		u->socks[fd] = NULL;
-	}
+	sock_forget(userp, fd);
 	return close(fd);
 }
 
@@ -306,27 +310,20 @@ fixed_headers(struct upstream *u)
 {
 	static const char *const fixed[] = { "Accept: application/json",
 		"User-Agent: whmgate/" WHMGATE_VERSION, "Expect:" };
+	static char ctype[] = "Content-Type: application/x-www-form-urlencoded";
 	struct curl_slist *l;
 	size_t i;
 
 	for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-		if ((l = curl_slist_append(u->fixed_get, fixed[i])) == NULL)
-			goto fail;
-		u->fixed_get = l;
-		if ((l = curl_slist_append(u->fixed_post, fixed[i])) == NULL)
-			goto fail;
-		u->fixed_post = l;
+		if ((l = curl_slist_append(u->fixed, fixed[i])) == NULL) {
+			curl_slist_free_all(u->fixed);
+			return -1;
+		}
+		u->fixed = l;
 	}
-	l = curl_slist_append(u->fixed_post,
-	    "Content-Type: application/x-www-form-urlencoded");
-	if (l == NULL)
-		goto fail;
-	u->fixed_post = l;
+	u->ctype.data = ctype;
+	u->ctype.next = u->fixed;
 	return 0;
-fail:
-	curl_slist_free_all(u->fixed_get);
-	curl_slist_free_all(u->fixed_post);
-	return -1;
 }
 
 struct upstream *
@@ -385,11 +382,9 @@ upstream_free(struct upstream *u)
 	 * on_curl_close, which closes their poll handles. */
 	curl_multi_cleanup(u->multi);
 	for (int fd = 0; fd < u->nsocks; fd++)
-		if (u->socks[fd])
-			sock_close(u->socks[fd]);
+		sock_forget(u, fd);
 	free(u->socks);
-	curl_slist_free_all(u->fixed_get);
-	curl_slist_free_all(u->fixed_post);
+	curl_slist_free_all(u->fixed);
 	uv_close((uv_handle_t *)&u->timer, on_timer_closed);
 }
 
@@ -630,7 +625,7 @@ upstream_start(struct upstream *u, const struct conf *c,
 		r->own[0].data = t->p + auth_off;
 		r->own[0].next = &r->own[1];
 		r->own[1].data = t->p + id_off;
-		r->own[1].next = call->body ? u->fixed_post : u->fixed_get;
+		r->own[1].next = call->body ? &u->ctype : u->fixed;
 	}
 	if (call->body) {
 		if ((r->body = malloc(call->body_len + 1)) == NULL)
