@@ -223,10 +223,12 @@ skip_bytes(struct outcome *o, const char *p, size_t n)
 	size_t i = 0, ret = n;
 	unsigned char ch;
 
-	/* Before the value: the colon, then blanks. */
+	/* Before the value: the colon, then blanks (yajl's blanks, which
+	 * include form feed and vertical tab). */
 	while (i < n && !in_string && o->skip != SKIP_IN) {
 		ch = u[i];
-		if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
+		if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' ||
+		    ch == '\f' || ch == '\v') {
 			i++;
 		} else if (o->skip == SKIP_COLON) {
 			if (ch != ':') {

@@ -75,7 +75,6 @@ static const struct ocase cases[] = {
 	  0, { 0 } },
 };
 
-/* Feeds body in pieces of chunk bytes (0: whole) and checks the verdict. */
 /* Bodies for the skip of data: what the skipper must step over exactly. */
 static const struct ocase skip_cases[] = {
 	{ "brackets and quotes in strings", "{\"data\":{\"a\":\"}]{[\\\"\\\\\","
@@ -94,11 +93,15 @@ static const struct ocase skip_cases[] = {
 	{ "body ends inside data", "{\"data\":{\"acct\":[", 0, -1, -1, NULL, 1, 0,
 	  { 0 } },
 	{ "no colon", "{\"data\" x}", 0, -1, -1, NULL, 1, 0, { 0 } },
+	/* yajl takes form feed and vertical tab as blanks (a fuzz finding) */
+	{ "form feed and vertical tab", "{\"data\"\f\v:\v\f[1]\f,\"metadata\":"
+	  "{\"result\":1}}", 0, 1, -1, NULL, 0, 0, { 0 } },
 	{ "bad value end", "{\"data\":]}", 0, -1, -1, NULL, 1, 0, { 0 } },
 	{ "nested data key kept", "{\"x\":{\"data\":{\"metadata\":{\"result\":1}}},"
 	  "\"metadata\":{\"result\":0}}", 0, 0, -1, NULL, 0, 0, { 0 } },
 };
 
+/* Feeds body in pieces of chunk bytes (0: whole) and checks the verdict. */
 static void
 run(const struct ocase *t, size_t chunk, int skip)
 {
