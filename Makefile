@@ -30,7 +30,7 @@ SRCS_DAEMON = proxy/tls.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/se
 LLHTTP_SRCS = llhttp api http
 OBJS_CORE = $(CORE:%=$(BUILD)/%.o) $(LLHTTP_SRCS:%=$(BUILD)/llhttp_%.o)
 OBJS_DAEMON = $(SRCS_DAEMON:proxy/%.c=$(BUILD)/%.o)
-UNIT_TESTS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
+UNIT_TESTS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c)) test_outcome_portable
 
 .PHONY: all deps run test unit integration clean bench fuzz fuzz-build install
 all: $(BUILD)/whmgate
@@ -50,6 +50,11 @@ $(BUILD)/whmgate: $(OBJS_CORE) $(OBJS_DAEMON)
 
 $(BUILD)/test_%: tests/unit/test_%.c tests/unit/*.h $(OBJS_CORE)
 	$(CC) $(ALL_CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(OBJS_CORE) $(LIBS)
+
+# The outcome skipper's plain-C block code, what machines without SSE2 run.
+$(BUILD)/test_outcome_portable: tests/unit/test_outcome.c tests/unit/*.h proxy/outcome.c $(OBJS_CORE)
+	$(CC) $(ALL_CFLAGS) -U__SSE2__ -Itests/unit $(LDFLAGS) -o $@ $< proxy/outcome.c \
+	    $(filter-out $(BUILD)/outcome.o,$(OBJS_CORE)) $(LIBS)
 
 # Installs only what is missing, so a second run costs one dpkg query.
 deps:

@@ -4,8 +4,12 @@
  * inside data (an account named "metadata", say) is not the envelope's. */
 #include "outcome.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* A single token larger than this would make yajl buffer it whole. */
 #define OUTCOME_MAX_TOKEN (4 * 1024 * 1024)
@@ -211,6 +215,113 @@ static const unsigned char stop_between[256] = {
 	['"'] = 1, ['{'] = 1, ['['] = 1, ['}'] = 1, [']'] = 1, [','] = 1,
 };
 
+/* Inside a container the skipper goes 64 bytes at a time, the way
+ * simdjson finds JSON structure: one bit per byte for quotes, backslashes,
+ * openers and closers; escapes and strings worked out on the bit masks;
+ * bytes are looked at one by one only in the block where the value ends. */
+struct block {
+	uint64_t quote, bslash, open, close;
+};
+
+#if defined(__SSE2__)
+static void
+block_masks(const unsigned char *p, struct block *b)
+{
+	const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\');
+	const __m128i lo = _mm_set1_epi8(0x20);
+	const __m128i op = _mm_set1_epi8('{'), cl = _mm_set1_epi8('}');
+	__m128i v, f;
+	int k;
+
+	memset(b, 0, sizeof(*b));
+	for (k = 0; k < 4; k++) {
+		v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k));
+		f = _mm_or_si128(v, lo);    /* '[' -> '{', ']' -> '}' */
+		b->quote |= (uint64_t)(unsigned)_mm_movemask_epi8(
+		    _mm_cmpeq_epi8(v, q)) << (16 * k);
+		b->bslash |= (uint64_t)(unsigned)_mm_movemask_epi8(
+		    _mm_cmpeq_epi8(v, bs)) << (16 * k);
+		b->open |= (uint64_t)(unsigned)_mm_movemask_epi8(
+		    _mm_cmpeq_epi8(f, op)) << (16 * k);
+		b->close |= (uint64_t)(unsigned)_mm_movemask_epi8(
+		    _mm_cmpeq_epi8(f, cl)) << (16 * k);
+	}
+}
+#else
+static void
+block_masks(const unsigned char *p, struct block *b)
+{
+	int k;
+
+	memset(b, 0, sizeof(*b));
+	for (k = 0; k < 64; k++) {
+		b->quote |= (uint64_t)(p[k] == '"') << k;
+		b->bslash |= (uint64_t)(p[k] == '\\') << k;
+		b->open |= (uint64_t)(p[k] == '{' || p[k] == '[') << k;
+		b->close |= (uint64_t)(p[k] == '}' || p[k] == ']') << k;
+	}
+}
+#endif
+
+/* Bit i of the result is the XOR of bits 0..i of x: with x the string
+ * quotes, the bytes from an opening quote up to its closing one. */
+static uint64_t
+prefix_xor(uint64_t x)
+{
+	x ^= x << 1;
+	x ^= x << 2;
+	x ^= x << 4;
+	x ^= x << 8;
+	x ^= x << 16;
+	x ^= x << 32;
+	return x;
+}
+
+/* One block of 64 bytes at p, inside the value (sdepth > 0). Returns 0
+ * when the value goes on past it, else the offset just after the byte
+ * that closes the value. */
+static size_t
+skip_block(const unsigned char *p, int *in_string, int *escaped, long *sdepth)
+{
+	struct block b;
+	uint64_t esc = (uint64_t)*escaped, bs, instr, open, close, all, bit;
+	int k, carry = 0;
+
+	block_masks(p, &b);
+	/* Escaped bytes: the one after each backslash not itself escaped.
+	 * Backslashes are rare in WHM's answers; this loop runs per one. */
+	for (bs = b.bslash; bs != 0; bs &= bs - 1) {
+		k = __builtin_ctzll(bs);
+		if (esc >> k & 1)
+			continue;
+		if (k == 63)
+			carry = 1;
+		else
+			esc |= (uint64_t)1 << (k + 1);
+	}
+	instr = prefix_xor(b.quote & ~esc);
+	if (*in_string)
+		instr = ~instr;
+	*in_string = (int)(instr >> 63);
+	*escaped = carry && *in_string;
+	open = b.open & ~instr;
+	close = b.close & ~instr;
+	/* Fewer closers than open containers: the value cannot end here. */
+	if (__builtin_popcountll(close) < *sdepth) {
+		*sdepth += __builtin_popcountll(open) - __builtin_popcountll(close);
+		return 0;
+	}
+	for (all = open | close; all != 0; all &= all - 1) {
+		k = __builtin_ctzll(all);
+		bit = (uint64_t)1 << k;
+		if (open & bit)
+			++*sdepth;
+		else if (--*sdepth == 0)
+			return (size_t)k + 1;
+	}
+	return 0;
+}
+
 /* Steps over the value of the top-level "data" without tokenising it:
  * strings (with escapes) and bracket depth are all that matter. Returns
  * how many bytes of p it took; o->skip is SKIP_DONE when the value ended. */
@@ -242,6 +353,18 @@ skip_bytes(struct outcome *o, const char *p, size_t n)
 		}
 	}
 	while (i < n) {
+		if (sdepth > 0 && n - i >= 64) {
+			size_t end = skip_block(u + i, &in_string, &escaped,
+			    &sdepth);
+
+			if (end > 0) {
+				o->skip = SKIP_DONE;
+				ret = i + end;
+				break;
+			}
+			i += 64;
+			continue;
+		}
 		if (in_string) {
 			if (escaped) {
 				escaped = 0;

@@ -232,11 +232,120 @@ test_big(void)
 	buf_fini(&b);
 }
 
+/* A small deterministic generator of valid JSON values, rich in what the
+ * skipper must get right across its 64-byte blocks: runs of backslashes,
+ * escaped quotes, brackets inside strings, deep and shallow nesting. */
+static unsigned long rng_state;
+
+static unsigned
+rng(unsigned n)
+{
+	rng_state = rng_state * 6364136223846793005UL + 1442695040888963407UL;
+	return (unsigned)(rng_state >> 33) % n;
+}
+
+static void
+gen_string(struct buf *b)
+{
+	static const char *const pieces[] = { "a", "xyz", "\\\"", "\\\\",
+		"\\\\\\\"", "]", "}", "[{", ",", ":", "\\u0022", "\\n",
+		"\\/", " ", "metadata", "\\\\\\\\" };
+	unsigned i, n = rng(12);
+
+	buf_addc(b, '"');
+	for (i = 0; i < n; i++)
+		buf_adds(b, pieces[rng(sizeof(pieces) / sizeof(pieces[0]))]);
+	buf_addc(b, '"');
+}
+
+static void
+gen_value(struct buf *b, int depth)
+{
+	static const char *const scalars[] = { "0", "-1.5e3", "true", "false",
+		"null", "123456" };
+	static const char *const blanks[] = { "", " ", "\n", "\t", "\f" };
+	unsigned i, n, kind = depth > 6 ? rng(2) : rng(5);
+
+	buf_adds(b, blanks[rng(5)]);
+	if (kind == 0) {
+		buf_adds(b, scalars[rng(6)]);
+	} else if (kind == 1) {
+		gen_string(b);
+	} else {
+		n = rng(6);
+		buf_addc(b, kind == 2 ? '[' : '{');
+		for (i = 0; i < n; i++) {
+			if (i)
+				buf_addc(b, ',');
+			if (kind != 2) {
+				gen_string(b);
+				buf_adds(b, blanks[rng(5)]);
+				buf_addc(b, ':');
+			}
+			gen_value(b, depth + 1);
+		}
+		buf_addc(b, kind == 2 ? ']' : '}');
+	}
+	buf_adds(b, blanks[rng(5)]);
+}
+
+static void
+feed_all(struct outcome *o, const struct buf *b, size_t chunk)
+{
+	size_t off, n;
+
+	for (off = 0; off < b->len; off += n) {
+		n = chunk && b->len - off > chunk ? chunk : b->len - off;
+		outcome_feed(o, b->p + off, n);
+	}
+	outcome_finish(o);
+}
+
+/* Stepping over data reads the same verdict as parsing it, for a
+ * thousand generated bodies cut in pieces of every awkward size. */
+static void
+test_skip_generated(void)
+{
+	static const size_t chunks[] = { 0, 1, 63, 64, 65, 127, 4096 };
+	struct outcome whole, o;
+	struct buf b;
+	size_t k;
+	int i, r, ok;
+
+	rng_state = 42;
+	for (i = 0; i < 1000; i++) {
+		buf_init(&b);
+		r = (int)rng(2);
+		buf_adds(&b, "{\"data\":");
+		gen_value(&b, 0);
+		buf_printf(&b, ",\"metadata\":{\"result\":%d,\"reason\":\"r%d\"}}",
+		    r, i);
+		CHECK(outcome_init(&whole) == 0);
+		feed_all(&whole, &b, 0);
+		CHECK(!whole.failed && whole.result == r);
+		for (k = 0; k < sizeof(chunks) / sizeof(chunks[0]); k++) {
+			CHECK(outcome_init(&o) == 0);
+			o.skip_data = 1;
+			feed_all(&o, &b, chunks[k]);
+			ok = !o.failed && o.result == whole.result &&
+			    o.has_reason && strcmp(o.reason, whole.reason) == 0;
+			CHECK(ok);
+			if (!ok)
+				printf("  generated body %d (chunk %zu): %.*s\n", i,
+				    chunks[k], (int)b.len, b.p);
+			outcome_fini(&o);
+		}
+		outcome_fini(&whole);
+		buf_fini(&b);
+	}
+}
+
 int
 main(void)
 {
 	test_cases();
 	test_reason_cap();
 	test_big();
+	test_skip_generated();
 	return unit_report();
 }
