@@ -277,6 +277,17 @@ prefix_xor(uint64_t x)
 	return x;
 }
 
+/* Bits set in x. (__builtin_popcountll is a libgcc call on x86-64
+ * without -mpopcnt, slower than this.) */
+static int
+popcount64(uint64_t x)
+{
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (int)((x * 0x0101010101010101ULL) >> 56);
+}
+
 /* One block of 64 bytes at p, inside the value (sdepth > 0). Returns 0
  * when the value goes on past it, else the offset just after the byte
  * that closes the value. */
@@ -307,8 +318,8 @@ skip_block(const unsigned char *p, int *in_string, int *escaped, long *sdepth)
 	open = b.open & ~instr;
 	close = b.close & ~instr;
 	/* Fewer closers than open containers: the value cannot end here. */
-	if (__builtin_popcountll(close) < *sdepth) {
-		*sdepth += __builtin_popcountll(open) - __builtin_popcountll(close);
+	if (popcount64(close) < *sdepth) {
+		*sdepth += popcount64(open) - popcount64(close);
 		return 0;
 	}
 	for (all = open | close; all != 0; all &= all - 1) {
