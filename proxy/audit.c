@@ -65,7 +65,7 @@ struct audit_sink {
 	struct entry *phead, *ptail;  /* appended this pass; loop thread only */
 	struct entry *head, *tail; /* done, callbacks to run; under a->mu */
 	int stopped;               /* the handles are closed */
-	yajl_gen gen;              /* reused for every record; loop thread only */
+	struct gen *gen;           /* reused for every record; loop thread only */
 };
 
 struct audit {
@@ -153,16 +153,64 @@ secret_value(const struct conf *c, const char *v)
 
 /* ---- JSON generation ---- */
 
-/* Every string is checked to be UTF-8 (parameter values come from the
- * client). */
-static yajl_gen
+/* A generator and the buffer it prints into. yajl's own buffer spent a
+ * checked call on every comma, colon and quote (a third of a record's
+ * cost); here a single byte is one store. */
+struct gen {
+	yajl_gen g;
+	struct buf out;
+	int failed;                /* out could not grow: the record is lost */
+};
+
+static void
+gen_print(void *ctx, const char *s, size_t n)
+{
+	struct gen *gn = ctx;
+	struct buf *b = &gn->out;
+
+	if (n == 1 && b->len + 2 <= b->cap) {
+		b->p[b->len++] = *s;
+		b->p[b->len] = '\0';
+	} else if (buf_add(b, s, n) == -1) {
+		gn->failed = 1;
+	}
+}
+
+static struct gen *
 gen_new(void)
 {
-	yajl_gen g = yajl_gen_alloc(NULL);
+	struct gen *gn = calloc(1, sizeof(*gn));
 
-	if (g)
-		yajl_gen_config(g, yajl_gen_validate_utf8, 1);
-	return g;
+	if (gn == NULL)
+		return NULL;
+	buf_init(&gn->out);
+	if ((gn->g = yajl_gen_alloc(NULL)) == NULL ||
+	    !yajl_gen_config(gn->g, yajl_gen_print_callback, gen_print, gn)) {
+		if (gn->g)
+			yajl_gen_free(gn->g);
+		free(gn);
+		return NULL;
+	}
+	return gn;
+}
+
+static void
+gen_free(struct gen *gn)
+{
+	if (gn == NULL)
+		return;
+	yajl_gen_free(gn->g);
+	buf_fini(&gn->out);
+	free(gn);
+}
+
+/* For the next record. */
+static void
+gen_restart(struct gen *gn)
+{
+	yajl_gen_reset(gn->g, NULL);
+	gn->out.len = 0;
+	gn->failed = 0;
 }
 
 /* What a record is generated with: the trail (for the HMAC key), the conf
@@ -175,10 +223,29 @@ struct rec {
 	const char *instance;
 };
 
+/* Every string is checked to be UTF-8 here (parameter values come from
+ * the client), with a fast path for ASCII; one that is not has its
+ * non-ASCII bytes replaced, so a record is never lost over a string.
+ * (yajl's own check refused such a string silently, leaving a key
+ * without its value.) */
 static void
 gen_s(yajl_gen g, const char *s)
 {
-	yajl_gen_string(g, (const unsigned char *)s, strlen(s));
+	size_t n = strlen(s), i;
+	char *copy;
+
+	if (utf8_valid(s, n)) {
+		yajl_gen_string(g, (const unsigned char *)s, n);
+		return;
+	}
+	if ((copy = malloc(n + 1)) == NULL) {
+		yajl_gen_string(g, (const unsigned char *)"?", 1);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		copy[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
+	yajl_gen_string(g, (const unsigned char *)copy, n);
+	free(copy);
 }
 
 /* Strings that come from the client unchecked (method, path) may hold
@@ -207,14 +274,36 @@ gen_kv(yajl_gen g, const char *k, const char *v)
 		yajl_gen_null(g);
 }
 
+/* Numbers without printf (yajl_gen_integer is a sprintf; these run a
+ * few times for every record). */
 static void
-gen_num(yajl_gen g, const char *k, double v, int decimals)
+gen_int(yajl_gen g, long long v)
 {
-	char tmp[48];
+	char tmp[22];
+	size_t n = 0;
 
-	snprintf(tmp, sizeof(tmp), "%.*f", decimals, v);
+	if (v < 0)
+		tmp[n++] = '-';
+	n += fmt_u64(tmp + n, v < 0 ? 0ULL - (unsigned long long)v :
+	    (unsigned long long)v);
+	yajl_gen_number(g, tmp, n);
+}
+
+/* Milliseconds with three decimals: k, then v as 12.345. */
+static void
+gen_ms(yajl_gen g, const char *k, double v)
+{
+	unsigned long long us = v > 0 ? (unsigned long long)(v * 1000 + 0.5) : 0;
+	char tmp[32];
+	size_t n;
+
+	n = fmt_u64(tmp, us / 1000);
+	tmp[n] = '.';
+	tmp[n + 1] = (char)('0' + us / 100 % 10);
+	tmp[n + 2] = (char)('0' + us / 10 % 10);
+	tmp[n + 3] = (char)('0' + us % 10);
 	gen_s(g, k);
-	yajl_gen_number(g, tmp, strlen(tmp));
+	yajl_gen_number(g, tmp, n + 4);
 }
 
 static void
@@ -298,7 +387,7 @@ gen_result(yajl_gen g, int r)
 	if (r < 0)
 		yajl_gen_null(g);
 	else
-		yajl_gen_integer(g, r);
+		gen_int(g, r);
 }
 
 static void
@@ -335,7 +424,7 @@ gen_whm(const struct rec *x, yajl_gen g, const struct audit_event *ev)
 				gen_s(g, "params");
 				gen_params(x, g, &c->subs[i].params, 0, 0);
 				gen_s(g, "result");
-				gen_result(g, o && i < OUTCOME_MAX_SUBS ?
+				gen_result(g, o && i < o->nsubs ?
 				    o->sub_result[i] : -1);
 				yajl_gen_map_close(g);
 			}
@@ -393,7 +482,7 @@ gen_event(const struct rec *x, yajl_gen g, const struct audit_event *ev)
 	gen_kv(g, "id", ev->client_id);
 	gen_kv(g, "ip", ev->ip);
 	gen_s(g, "port");
-	yajl_gen_integer(g, ev->port);
+	gen_int(g, ev->port);
 	gen_kv(g, "auth", ev->auth);
 	yajl_gen_map_close(g);
 	gen_s(g, "http");
@@ -412,7 +501,7 @@ gen_event(const struct rec *x, yajl_gen g, const struct audit_event *ev)
 		yajl_gen_null(g);
 	if (ev->status) {
 		gen_s(g, "status");
-		yajl_gen_integer(g, ev->status);
+		gen_int(g, ev->status);
 	}
 	yajl_gen_map_close(g);
 	if (ev->function || ev->call)
@@ -432,29 +521,29 @@ gen_event(const struct rec *x, yajl_gen g, const struct audit_event *ev)
 		yajl_gen_map_open(g);
 		gen_s(g, "status");
 		if (ev->up_status > 0)
-			yajl_gen_integer(g, ev->up_status);
+			gen_int(g, ev->up_status);
 		else
 			yajl_gen_null(g);
-		gen_num(g, "ms", ev->up_ms, 3);
+		gen_ms(g, "ms", ev->up_ms);
 		gen_s(g, "bytes");
-		yajl_gen_integer(g, (long long)ev->up_bytes);
+		gen_int(g, (long long)ev->up_bytes);
 		gen_kv(g, "error", ev->up_error);
 		yajl_gen_map_close(g);
 	}
 	if (ev->ms >= 0)
-		gen_num(g, "ms", ev->ms, 3);
+		gen_ms(g, "ms", ev->ms);
 }
 
 /* Copies the generated map (still open: the writer closes it with seq and
  * prev) into a new entry. */
 static struct entry *
-entry_new(yajl_gen g, audit_cb cb, void *arg)
+entry_new(const struct gen *gn, audit_cb cb, void *arg)
 {
-	const unsigned char *out;
+	const char *out = gn->out.p;
+	size_t len = gn->out.len;
 	struct entry *e;
-	size_t len;
 
-	if (yajl_gen_get_buf(g, &out, &len) != yajl_gen_status_ok || len == 0)
+	if (gn->failed || len == 0)
 		return NULL;
 	if ((e = malloc(sizeof(*e) + len)) == NULL)
 		return NULL;
@@ -520,9 +609,9 @@ queue_entry(struct audit *a, struct entry *e)
 
 /* System records. */
 static int
-enqueue(struct audit *a, yajl_gen g)
+enqueue(struct audit *a, const struct gen *gn)
 {
-	struct entry *e = entry_new(g, NULL, NULL);
+	struct entry *e = entry_new(gn, NULL, NULL);
 
 	return e ? queue_entry(a, e) : -1;
 }
@@ -570,7 +659,7 @@ int
 audit_record(struct audit *a, struct audit_sink *sink,
     const struct audit_event *ev, audit_cb cb, void *arg)
 {
-	yajl_gen g, own = NULL;
+	struct gen *gn, *own = NULL;
 	struct entry *e;
 	struct rec x;
 
@@ -579,19 +668,16 @@ audit_record(struct audit *a, struct audit_sink *sink,
 	if (cb && atomic_load(&a->faulted_hint))
 		return -1;
 	/* The loop's own generator, or one for this record only. */
-	if ((g = sink ? sink->gen : NULL) != NULL) {
-		yajl_gen_reset(g, NULL);
-		yajl_gen_clear(g);
-	} else if ((g = own = gen_new()) == NULL) {
+	if ((gn = sink ? sink->gen : NULL) != NULL)
+		gen_restart(gn);
+	else if ((gn = own = gen_new()) == NULL)
 		return -1;
-	}
 	x.a = a;
 	x.c = ev->conf;
 	x.instance = ev->conf ? ev->conf->instance : NULL;
-	gen_event(&x, g, ev);
-	e = entry_new(g, cb, arg);
-	if (own)
-		yajl_gen_free(own);
+	gen_event(&x, gn->g, ev);
+	e = entry_new(gn, cb, arg);
+	gen_free(own);
 	if (e == NULL)
 		return -1;
 	e->sink = sink;
@@ -613,16 +699,18 @@ audit_record(struct audit *a, struct audit_sink *sink,
 	return 0;
 }
 
-static yajl_gen
+static struct gen *
 system_gen(struct audit *a, const char *event, va_list ap)
 {
-	yajl_gen g = gen_new();
+	struct gen *gn = gen_new();
 	const char *k, *v;
 	char instance[256];
 	struct rec x;
+	yajl_gen g;
 
-	if (g == NULL)
+	if (gn == NULL)
 		return NULL;
+	g = gn->g;
 	x.a = a;
 	x.c = NULL;
 	uv_mutex_lock(&a->mu);
@@ -635,23 +723,23 @@ system_gen(struct audit *a, const char *event, va_list ap)
 		v = va_arg(ap, const char *);
 		gen_kv(g, k, v);
 	}
-	return g;
+	return gn;
 }
 
 int
 audit_system(struct audit *a, const char *event, ...)
 {
-	yajl_gen g;
+	struct gen *gn;
 	va_list ap;
 	int rc;
 
 	va_start(ap, event);
-	g = system_gen(a, event, ap);
+	gn = system_gen(a, event, ap);
 	va_end(ap);
-	if (g == NULL)
+	if (gn == NULL)
 		return -1;
-	rc = enqueue(a, g);
-	yajl_gen_free(g);
+	rc = enqueue(a, gn);
+	gen_free(gn);
 	return rc;
 }
 
@@ -660,16 +748,16 @@ static struct entry *
 system_entry(struct audit *a, const char *event, ...)
 {
 	struct entry *e;
-	yajl_gen g;
+	struct gen *gn;
 	va_list ap;
 
 	va_start(ap, event);
-	g = system_gen(a, event, ap);
+	gn = system_gen(a, event, ap);
 	va_end(ap);
-	if (g == NULL)
+	if (gn == NULL)
 		return NULL;
-	e = entry_new(g, NULL, NULL);
-	yajl_gen_free(g);
+	e = entry_new(gn, NULL, NULL);
+	gen_free(gn);
 	return e;
 }
 
@@ -699,11 +787,25 @@ done_push(struct entry *e, int ok)
 
 /* Closes each record with seq and prev and writes the batch. On failure
  * the file is cut back and the chain rewound; returns -1. */
+/* The end of a line: ,"seq":N,"prev":"<64 hex>"}\n (at most 103 bytes). */
+static size_t
+tail_format(char *out, unsigned long long seq, const char *hex)
+{
+	size_t n = 7;
+
+	memcpy(out, ",\"seq\":", 7);
+	n += fmt_u64(out + n, seq);
+	memcpy(out + n, ",\"prev\":\"", 9);
+	memcpy(out + n + 9, hex, 64);
+	memcpy(out + n + 73, "\"}\n", 3);
+	return n + 76;
+}
+
 static int
 write_batch(struct audit *a, struct entry *batch, size_t n)
 {
 	struct iovec iov[AUDIT_BATCH * 2];
-	char (*tails)[96];
+	struct tail { char s[112]; size_t n; } *tails;
 	unsigned long long seq0 = a->seq;
 	unsigned char last0[32];
 	struct entry *e;
@@ -721,18 +823,17 @@ write_batch(struct audit *a, struct entry *batch, size_t n)
 	for (e = batch; e && i < n; e = e->next, i++) {
 		hex_encode(a->last, 32, hex);
 		a->seq++;
-		snprintf(tails[i], sizeof(tails[i]), ",\"seq\":%llu,\"prev\":\"%s\"}\n",
-		    a->seq, hex);
+		tails[i].n = tail_format(tails[i].s, a->seq, hex);
 		/* The chain covers the line's bytes without its newline. */
 		line.len = 0;
 		buf_add(&line, e->body, e->len);
-		buf_add(&line, tails[i], strlen(tails[i]) - 1);
+		buf_add(&line, tails[i].s, tails[i].n - 1);
 		chain_hash(a, line.p, line.len, a->last);
 		iov[2 * i].iov_base = e->body;
 		iov[2 * i].iov_len = e->len;
-		iov[2 * i + 1].iov_base = tails[i];
-		iov[2 * i + 1].iov_len = strlen(tails[i]);
-		total += e->len + strlen(tails[i]);
+		iov[2 * i + 1].iov_base = tails[i].s;
+		iov[2 * i + 1].iov_len = tails[i].n;
+		total += e->len + tails[i].n;
 	}
 	/* writev may write part: continue from where it stopped. */
 	off = 0;
@@ -783,7 +884,7 @@ write_batch(struct audit *a, struct entry *batch, size_t n)
 		for (e = batch, i = 0; a->syslog && e && i < n; e = e->next, i++) {
 			line.len = 0;
 			buf_add(&line, e->body, e->len);
-			buf_add(&line, tails[i], strlen(tails[i]) - 1);
+			buf_add(&line, tails[i].s, tails[i].n - 1);
 			syslog_send(a->syslog, line.p, line.len);
 		}
 		buf_fini(&line);
@@ -1135,10 +1236,8 @@ audit_sink_stop(struct audit_sink *s)
 	uv_mutex_unlock(&s->a->mu);
 	uv_close((uv_handle_t *)&s->idle, NULL);
 	uv_close((uv_handle_t *)&s->async, NULL);
-	if (s->gen) {
-		yajl_gen_free(s->gen);
-		s->gen = NULL;
-	}
+	gen_free(s->gen);
+	s->gen = NULL;
 }
 
 static int

@@ -40,6 +40,7 @@
 #include <arpa/inet.h>
 #include <math.h>
 #include <openssl/rand.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -104,12 +105,14 @@ struct req {
 	const char *rule;
 	struct upstream_req *up;
 	struct buf upbody;
-	struct outcome oc;
 	int head_sent, chunked, paused, recorded, counted_inflight;
 	int status;
 	double t_up;               /* when the upstream call started */
 	struct buf head;           /* response head waiting for the body */
 	unsigned long long relayed; /* body bytes passed to the client */
+	/* Last: req_new zeroes what is above it; outcome_init sets it up
+	 * when the call goes out (oc.h NULL until then). */
+	struct outcome oc;
 };
 
 static void conn_feed(struct conn *c);
@@ -513,11 +516,13 @@ static _Thread_local uint32_t id_count;
 static struct req *
 req_new(struct conn *c)
 {
-	struct req *r = calloc(1, sizeof(*r));
+	struct req *r = malloc(sizeof(*r));
 	unsigned char rnd[12];
 
 	if (r == NULL)
 		return NULL;
+	memset(r, 0, offsetof(struct req, oc));
+	r->oc.h = NULL;
 	r->c = c;
 	r->srv = c->srv;
 	r->conf = conf_ref(c->srv->conf);
@@ -775,12 +780,22 @@ on_up_head(void *arg, int status, const char *ctype, long long clen)
 	if (c->srv->draining)
 		c->close_after = 1;     /* this connection ends with the answer */
 	h->len = 0;
-	buf_printf(h, "HTTP/1.1 %d %s\r\n", status, status_text(status));
-	if (ctype && *ctype)
-		buf_printf(h, "Content-Type: %s\r\n", ctype);
-	buf_printf(h, "X-Request-Id: %s\r\n", r->id);
+	/* Built by hand: this runs for every call and printf showed. */
+	buf_adds(h, "HTTP/1.1 ");
+	buf_addu(h, (unsigned)status);
+	buf_addc(h, ' ');
+	buf_adds(h, status_text(status));
+	if (ctype && *ctype) {
+		buf_adds(h, "\r\nContent-Type: ");
+		buf_adds(h, ctype);
+	}
+	buf_adds(h, "\r\nX-Request-Id: ");
+	buf_adds(h, r->id);
+	buf_adds(h, "\r\n");
 	if (clen >= 0) {
-		buf_printf(h, "Content-Length: %lld\r\n", clen);
+		buf_adds(h, "Content-Length: ");
+		buf_addu(h, (unsigned long long)clen);
+		buf_adds(h, "\r\n");
 	} else if (r->http.minor >= 1) {
 		buf_adds(h, "Transfer-Encoding: chunked\r\n");
 		r->chunked = 1;
@@ -921,7 +936,9 @@ on_durable(void *arg, int ok)
 		return;
 	}
 	buf_init(&url);
-	buf_printf(&url, "%s/json-api/%s", r->conf->upstream.base, r->function);
+	buf_adds(&url, r->conf->upstream.base);
+	buf_adds(&url, "/json-api/");
+	buf_adds(&url, r->function);
 	memset(&call, 0, sizeof(call));
 	call.request_id = r->id;
 	if (r->http.method_id == HTTP_GET) {

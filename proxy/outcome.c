@@ -4,6 +4,7 @@
  * inside data (an account named "metadata", say) is not the envelope's. */
 #include "outcome.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,8 +52,14 @@ scalar(struct outcome *o, const char *s, size_t n, int is_string)
 		if (key_is(o, 1, "result")) {
 			o->result = to_long(s, n) ? 1 : 0;
 		} else if (key_is(o, 1, "reason") && is_string) {
-			if (n >= sizeof(o->reason))
+			/* Capped at a character boundary (yajl has checked
+			 * the string is UTF-8): a cut inside a character would
+			 * make the record's string invalid. */
+			if (n >= sizeof(o->reason)) {
 				n = sizeof(o->reason) - 1;
+				while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+					n--;
+			}
 			memcpy(o->reason, s, n);
 			o->reason[n] = '\0';
 			o->has_reason = 1;
@@ -67,9 +74,10 @@ scalar(struct outcome *o, const char *s, size_t n, int is_string)
 	    o->f[2].is_array && key_is(o, 3, "metadata") &&
 	    key_is(o, 4, "result") && o->f[2].index >= 0 &&
 	    o->f[2].index < OUTCOME_MAX_SUBS) {
+		/* sub-calls without a verdict before this one: unknown */
+		while (o->nsubs <= (size_t)o->f[2].index)
+			o->sub_result[o->nsubs++] = -1;
 		o->sub_result[o->f[2].index] = to_long(s, n) ? 1 : 0;
-		if ((size_t)o->f[2].index + 1 > o->nsubs)
-			o->nsubs = (size_t)o->f[2].index + 1;
 	}
 }
 
@@ -187,11 +195,9 @@ static const yajl_callbacks callbacks = {
 int
 outcome_init(struct outcome *o)
 {
-	memset(o, 0, sizeof(*o));
+	memset(o, 0, offsetof(struct outcome, f));
 	o->result = -1;
 	o->uapi_status = -1;
-	for (size_t i = 0; i < OUTCOME_MAX_SUBS; i++)
-		o->sub_result[i] = -1;
 	o->h = yajl_alloc(&callbacks, NULL, o);
 	if (o->h == NULL)
 		return -1;

@@ -36,16 +36,18 @@ struct outcome {
 	int in_string, escaped;
 	long sdepth;
 	int depth;
-	struct outcome_frame f[OUTCOME_MAX_DEPTH];
 	size_t since_event;       /* bytes fed since the last parser event */
 	int failed;               /* 1: not JSON (or gave up); stop feeding */
 	int done;
 	int result;               /* metadata.result: -1 unknown */
 	int uapi_status;          /* data.uapi.status: -1 unknown */
-	char reason[OUTCOME_REASON];
 	int has_reason;
-	int sub_result[OUTCOME_MAX_SUBS];
-	size_t nsubs;
+	size_t nsubs;             /* sub_result[0..nsubs) are set */
+	/* The arrays (3.6 KB) come last: outcome_init clears what is above
+	 * them, and each entry is written before it is read. */
+	struct outcome_frame f[OUTCOME_MAX_DEPTH];   /* f[0..depth) */
+	char reason[OUTCOME_REASON];                 /* if has_reason */
+	int sub_result[OUTCOME_MAX_SUBS];  /* -1 unknown, 0 failed, 1 ok */
 };
 
 /* Returns 0, -1 if the parser could not be allocated. Setting

@@ -26,45 +26,6 @@ hexv(int c)
 	return -1;
 }
 
-/* Strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
-static int
-utf8_valid(const unsigned char *s, size_t n)
-{
-	size_t i = 0, k, len;
-	unsigned int cp;
-
-	while (i < n) {
-		if (s[i] < 0x80) {
-			i++;
-			continue;
-		}
-		if ((s[i] & 0xe0) == 0xc0) {
-			len = 2;
-			cp = s[i] & 0x1f;
-		} else if ((s[i] & 0xf0) == 0xe0) {
-			len = 3;
-			cp = s[i] & 0x0f;
-		} else if ((s[i] & 0xf8) == 0xf0) {
-			len = 4;
-			cp = s[i] & 0x07;
-		} else
-			return 0;
-		if (n - i < len)
-			return 0;
-		for (k = 1; k < len; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-		    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += len;
-	}
-	return 1;
-}
-
 /* Decodes one name or value: '+' is a space, %XX a byte. */
 static char *
 form_decode(struct arena *a, const char *s, size_t n, const char **why)
@@ -97,7 +58,7 @@ form_decode(struct arena *a, const char *s, size_t n, const char **why)
 		*why = "NUL in a parameter";
 		return NULL;
 	}
-	if (!utf8_valid((unsigned char *)out, o)) {
+	if (!utf8_valid(out, o)) {
 		*why = "parameter is not valid UTF-8";
 		return NULL;
 	}

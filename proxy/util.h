@@ -20,6 +20,7 @@ int buf_reserve(struct buf *b, size_t extra);
 int buf_add(struct buf *b, const void *p, size_t n);
 int buf_adds(struct buf *b, const char *s);
 int buf_addc(struct buf *b, char c);
+int buf_addu(struct buf *b, unsigned long long v);  /* decimal */
 int buf_printf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Detaches the contents: the caller owns the returned string (never NULL
@@ -41,6 +42,11 @@ char *arena_strdup(struct arena *a, const char *s);
 void *xcalloc(size_t n, size_t size);  /* aborts on failure: start-up only */
 char *xstrdup(const char *s);          /* aborts on failure: start-up only */
 
+/* Strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
+int utf8_valid(const void *s, size_t n);
+/* v in decimal, NUL-terminated, into out (at least 21 bytes); returns
+ * the length. For hot paths where printf costs more than the work. */
+size_t fmt_u64(char *out, unsigned long long v);
 void hex_encode(const unsigned char *in, size_t n, char *out); /* out: 2n+1 */
 int hex_decode(const char *in, unsigned char *out, size_t n); /* exactly 2n hex digits */
 

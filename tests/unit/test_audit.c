@@ -134,7 +134,8 @@ write_records(struct audit *a, const struct call *c)
 	ev.status = 403;
 	ev.decision = 0;
 	ev.code = "function_not_allowed";
-	ev.reason = "removeacct is not allowed for this client";
+	/* not UTF-8 (half a character): replaced, the record kept whole */
+	ev.reason = "removeacct is not allowed for this client \xc3";
 	ev.function = "removeacct";
 	ev.ms = 0.1;
 	CHECK(audit_record(a, sink, &ev, on_written, &want) == 0);
@@ -239,6 +240,17 @@ str_at(yajl_val v, const char **path)
 }
 
 #define AT(v, ...) str_at(v, (const char *[]){ __VA_ARGS__, NULL })
+
+/* A number's text as written (yajl keeps it). */
+static const char *
+num_at(yajl_val v, const char **path)
+{
+	yajl_val n = yajl_tree_get(v, path, yajl_t_number);
+
+	return n ? n->u.number.r : "(absent)";
+}
+
+#define NUM_AT(v, ...) num_at(v, (const char *[]){ __VA_ARGS__, NULL })
 
 static void
 free_parsed(yajl_val *v, size_t n)
@@ -402,6 +414,18 @@ test_trail(const struct conf *c, struct arena *ar)
 	    "$.clients.billing.allow.createacct");
 	CHECK_STR(AT(v[2], "whm", "reason"), "Account Creation Ok");
 	CHECK_STR(AT(v[3], "decision", "code"), "function_not_allowed");
+	CHECK_STR(AT(v[3], "decision", "reason"),
+	    "removeacct is not allowed for this client ?");
+	CHECK_STR(AT(v[3], "whm", "function"), "removeacct");
+	/* numbers are written without printf */
+	CHECK_STR(NUM_AT(v[1], "client", "port"), "40000");
+	CHECK_STR(NUM_AT(v[2], "http", "status"), "200");
+	CHECK_STR(NUM_AT(v[2], "ms"), "2.250");
+	CHECK_STR(NUM_AT(v[2], "upstream", "ms"), "1.500");
+	CHECK_STR(NUM_AT(v[2], "upstream", "bytes"), "56");
+	CHECK_STR(NUM_AT(v[2], "whm", "result"), "1");
+	CHECK_STR(NUM_AT(v[3], "ms"), "0.100");
+	CHECK_STR(NUM_AT(v[3], "seq"), "4");
 	CHECK(memmem(ls.data, ls.len, "hunter2", 7) == NULL);
 	CHECK(memmem(ls.data, ls.len, "a@b.example", 11) == NULL);
 	CHECK(memmem(ls.data, ls.len, "s3cr3t", 6) == NULL);
@@ -541,6 +565,17 @@ test_hmac(struct arena *ar)
 	unlink(keyfile);
 }
 
+static void
+test_fmt_u64(void)
+{
+	char out[21];
+
+	CHECK(fmt_u64(out, 0) == 1 && strcmp(out, "0") == 0);
+	CHECK(fmt_u64(out, 10) == 2 && strcmp(out, "10") == 0);
+	CHECK(fmt_u64(out, 18446744073709551615ULL) == 20 &&
+	    strcmp(out, "18446744073709551615") == 0);
+}
+
 int
 main(void)
 {
@@ -548,6 +583,7 @@ main(void)
 	struct arena ar;
 	struct conf *c;
 
+	test_fmt_u64();
 	snprintf(dir, sizeof(dir), "/tmp/whmgate-unit-XXXXXX");
 	if (mkdtemp(dir) == NULL) {
 		perror("mkdtemp");

@@ -172,6 +172,22 @@ test_reason_cap(void)
 	CHECK(strlen(o.reason) == OUTCOME_REASON - 1);
 	outcome_fini(&o);
 	buf_fini(&b);
+
+	/* Cut at a character, never inside one: "é" is 2 bytes and the cap
+	 * (511) is odd, so a byte cut would leave half of one. */
+	buf_init(&b);
+	buf_adds(&b, "{\"metadata\":{\"result\":0,\"reason\":\"");
+	for (i = 0; i < 1000; i++)
+		buf_adds(&b, "\xc3\xa9");
+	buf_adds(&b, "\"}}");
+	CHECK(outcome_init(&o) == 0);
+	outcome_feed(&o, b.p, b.len);
+	outcome_finish(&o);
+	CHECK(o.has_reason && !o.failed);
+	CHECK(strlen(o.reason) == OUTCOME_REASON - 2);
+	CHECK((unsigned char)o.reason[OUTCOME_REASON - 3] == 0xa9);
+	outcome_fini(&o);
+	buf_fini(&b);
 }
 
 /* A listaccts-shaped body of about mb megabytes, metadata at the end. */
