@@ -120,11 +120,23 @@ static const char *const secret_words[] = {
 int
 audit_redacted_name(const struct conf *c, const char *base)
 {
-	size_t i;
+	char low[128];
+	size_t i, n = strlen(base);
 
-	for (i = 0; secret_words[i]; i++)
-		if (strcasestr(base, secret_words[i]))
-			return 1;
+	/* Lowered once, then plain strstr: strcasestr sets up its two-way
+	 * search for every word, which showed in profiles. */
+	if (n < sizeof(low)) {
+		for (i = 0; i <= n; i++)
+			low[i] = base[i] >= 'A' && base[i] <= 'Z' ?
+			    (char)(base[i] + 'a' - 'A') : base[i];
+		for (i = 0; secret_words[i]; i++)
+			if (strstr(low, secret_words[i]))
+				return 1;
+	} else {
+		for (i = 0; secret_words[i]; i++)
+			if (strcasestr(base, secret_words[i]))
+				return 1;
+	}
 	for (i = 0; c && i < c->audit.nredact; i++)
 		if (strcmp(base, c->audit.redact[i]) == 0)
 			return 1;
@@ -155,7 +167,7 @@ secret_value(const struct conf *c, const char *v)
 
 /* A generator and the buffer it prints into. yajl's own buffer spent a
  * checked call on every comma, colon and quote (a third of a record's
- * cost); here a single byte is one store. */
+ * cost); here, while there is room, a piece is one copy. */
 struct gen {
 	yajl_gen g;
 	struct buf out;
@@ -170,6 +182,10 @@ gen_print(void *ctx, const char *s, size_t n)
 
 	if (n == 1 && b->len + 2 <= b->cap) {
 		b->p[b->len++] = *s;
+		b->p[b->len] = '\0';
+	} else if (b->len + n < b->cap) {
+		memcpy(b->p + b->len, s, n);
+		b->len += n;
 		b->p[b->len] = '\0';
 	} else if (buf_add(b, s, n) == -1) {
 		gn->failed = 1;

@@ -47,6 +47,20 @@ test_redacted_names(const struct conf *c)
 	}
 	CHECK(audit_redacted_name(NULL, "password") == 1);
 	CHECK(audit_redacted_name(NULL, "contactemail") == 0);
+	/* names too long to lower in place take the other path */
+	{
+		char name[300];
+
+		memset(name, 'a', sizeof(name) - 1);
+		name[sizeof(name) - 1] = '\0';
+		CHECK(audit_redacted_name(NULL, name) == 0);
+		memcpy(name + 250, "ToKeN", 5);
+		CHECK(audit_redacted_name(NULL, name) == 1);
+		name[127] = '\0';
+		CHECK(audit_redacted_name(NULL, name) == 0);
+		memcpy(name + 120, "PaSs", 4);
+		CHECK(audit_redacted_name(NULL, name) == 1);
+	}
 }
 
 /* ---- the loop side ---- */
