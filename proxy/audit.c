@@ -309,7 +309,9 @@ gen_int(yajl_gen g, long long v)
 static void
 gen_ms(yajl_gen g, const char *k, double v)
 {
-	unsigned long long us = v > 0 ? (unsigned long long)(v * 1000 + 0.5) : 0;
+	/* (not a number, negative or absurd: 0 or capped at 10^12 ms) */
+	unsigned long long us = v > 0 ? (unsigned long long)((v < 1e12 ? v :
+	    1e12) * 1000 + 0.5) : 0;
 	char tmp[32];
 	size_t n;
 

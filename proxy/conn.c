@@ -918,6 +918,7 @@ on_durable(void *arg, int ok)
 {
 	struct req *r = arg;
 	struct upstream_call call;
+	int nomem;
 	struct buf url;
 
 	if (r->c == NULL) {
@@ -936,14 +937,14 @@ on_durable(void *arg, int ok)
 		return;
 	}
 	buf_init(&url);
-	buf_adds(&url, r->conf->upstream.base);
-	buf_adds(&url, "/json-api/");
-	buf_adds(&url, r->function);
+	/* -1 from any of these (out of memory) means no call */
+	nomem = buf_adds(&url, r->conf->upstream.base) |
+	    buf_adds(&url, "/json-api/") | buf_adds(&url, r->function);
 	memset(&call, 0, sizeof(call));
 	call.request_id = r->id;
 	if (r->http.method_id == HTTP_GET) {
-		buf_addc(&url, '?');
-		buf_add(&url, r->upbody.p, r->upbody.len);
+		nomem |= buf_addc(&url, '?') |
+		    buf_add(&url, r->upbody.p, r->upbody.len);
 	} else {
 		call.body = r->upbody.p ? r->upbody.p : "";
 		call.body_len = r->upbody.len;
@@ -955,7 +956,7 @@ on_durable(void *arg, int ok)
 		/* Only batch and uapi_cpanel need anything from data. */
 		r->oc.skip_data = r->call.kind == CALL_PLAIN ||
 		    r->call.kind == CALL_CPANEL;
-	if (r->oc.h == NULL ||
+	if (nomem || r->oc.h == NULL ||
 	    (r->up = upstream_start(r->srv->up, r->conf, r->client, &call,
 	    &up_ops, r)) == NULL) {
 		r->state = R_DONE;

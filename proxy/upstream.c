@@ -33,6 +33,7 @@ struct upstream {
 	CURL *pool[EASY_POOL];
 	unsigned long pool_serial[EASY_POOL];
 	int npool;
+	int openssl;                /* curl's TLS is OpenSSL (see on_ssl_ctx) */
 	/* The headers every call sends after its own two (see start); a
 	 * POST's Content-Type node leads into the same list. */
 	struct curl_slist *fixed;
@@ -331,6 +332,7 @@ struct upstream *
 upstream_new(uv_loop_t *loop, const struct conf *c)
 {
 	struct upstream *u = calloc(1, sizeof(*u));
+	const char *ssl;
 
 	if (u == NULL)
 		return NULL;
@@ -346,6 +348,8 @@ upstream_new(uv_loop_t *loop, const struct conf *c)
 	}
 	uv_timer_init(loop, &u->timer);
 	u->timer.data = u;
+	ssl = curl_version_info(CURLVERSION_NOW)->ssl_version;
+	u->openssl = ssl && strncmp(ssl, "OpenSSL/", 8) == 0;
 	curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
 	curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
 	curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -542,7 +546,8 @@ check_done(struct upstream *u)
 /* curl sets SSL_MODE_RELEASE_BUFFERS on its contexts: OpenSSL then frees
  * a connection's record buffers whenever it is idle and allocates them
  * again for the next call. A pooled WHM connection is idle between every
- * two calls, so it keeps them (about 34 KB per connection). */
+ * two calls, so it keeps them (about 34 KB per connection). Installed only
+ * when curl's TLS is OpenSSL's (ctx is then an SSL_CTX). */
 static CURLcode
 on_ssl_ctx(CURL *e, void *ctx, void *arg)
 {
@@ -579,7 +584,8 @@ easy_setup(struct upstream *u, const struct conf *c, CURL *e)
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
-	curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
+	if (u->openssl)
+		curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_curl_open);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, u);
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);
