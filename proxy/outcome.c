@@ -214,11 +214,13 @@ outcome_fini(struct outcome *o)
 
 /* The bytes skip_bytes stops at: inside a string, the quote and the
  * backslash; between tokens, what opens or closes a string or a container,
- * and the comma that ends a scalar. Everything else is stepped over in a
- * tight loop (this runs over every byte of a large answer). */
+ * the comma that ends a scalar, and a backslash (no JSON there). Everything
+ * else is stepped over in a tight loop (this runs over every byte of a
+ * large answer). */
 static const unsigned char stop_in_string[256] = { ['"'] = 1, ['\\'] = 1 };
 static const unsigned char stop_between[256] = {
 	['"'] = 1, ['{'] = 1, ['['] = 1, ['}'] = 1, [']'] = 1, [','] = 1,
+	['\\'] = 1,
 };
 
 /* Inside a container the skipper goes 64 bytes at a time, the way
@@ -294,14 +296,18 @@ popcount64(uint64_t x)
 	return (int)((x * 0x0101010101010101ULL) >> 56);
 }
 
+/* skip_block's answer for a backslash outside a string. */
+#define BLOCK_NOT_JSON SIZE_MAX
+
 /* One block of 64 bytes at p, inside the value (sdepth > 0). Returns 0
- * when the value goes on past it, else the offset just after the byte
- * that closes the value. */
+ * when the value goes on past it, BLOCK_NOT_JSON, else the offset just
+ * after the byte that closes the value. */
 static size_t
 skip_block(const unsigned char *p, int *in_string, int *escaped, long *sdepth)
 {
 	struct block b;
 	uint64_t esc = (uint64_t)*escaped, bs, instr, open, close, all, bit;
+	uint64_t stray;
 	int k, carry = 0;
 
 	block_masks(p, &b);
@@ -323,10 +329,15 @@ skip_block(const unsigned char *p, int *in_string, int *escaped, long *sdepth)
 	*escaped = carry && *in_string;
 	open = b.open & ~instr;
 	close = b.close & ~instr;
+	/* Outside strings a backslash is no JSON (the byte loop would read
+	 * on from it differently): the same verdict however the body is
+	 * cut. Only bytes up to the value's end count: what follows is the
+	 * envelope's, for yajl to judge. */
+	stray = b.bslash & ~instr;
 	/* Fewer closers than open containers: the value cannot end here. */
 	if (popcount64(close) < *sdepth) {
 		*sdepth += popcount64(open) - popcount64(close);
-		return 0;
+		return stray ? BLOCK_NOT_JSON : 0;
 	}
 	for (all = open | close; all != 0; all &= all - 1) {
 		k = __builtin_ctzll(all);
@@ -334,9 +345,9 @@ skip_block(const unsigned char *p, int *in_string, int *escaped, long *sdepth)
 		if (open & bit)
 			++*sdepth;
 		else if (--*sdepth == 0)
-			return (size_t)k + 1;
+			return stray & (bit - 1) ? BLOCK_NOT_JSON : (size_t)k + 1;
 	}
-	return 0;
+	return stray ? BLOCK_NOT_JSON : 0;
 }
 
 /* Steps over the value of the top-level "data" without tokenising it:
@@ -374,6 +385,10 @@ skip_bytes(struct outcome *o, const char *p, size_t n)
 			size_t end = skip_block(u + i, &in_string, &escaped,
 			    &sdepth);
 
+			if (end == BLOCK_NOT_JSON) {
+				o->failed = 1;
+				return n;
+			}
 			if (end > 0) {
 				o->skip = SKIP_DONE;
 				ret = i + end;
@@ -409,6 +424,10 @@ skip_bytes(struct outcome *o, const char *p, size_t n)
 		if (i == n)
 			break;
 		ch = u[i];
+		if (ch == '\\') {               /* outside a string: no JSON */
+			o->failed = 1;
+			return n;
+		}
 		if (ch == '"') {
 			in_string = 1;
 		} else if (ch == '{' || ch == '[') {

@@ -1,6 +1,7 @@
 /* fuzz_outcome.c - the streaming verdict reader on any body, fed in two
  * pieces cut where the first byte says; with the skip of data on (odd
- * first byte), its verdict is compared with a full parse of the body. */
+ * first byte), its verdict is compared with the same skip over the body
+ * in one piece, and with a full parse of the body. */
 #include "outcome.h"
 
 #include <stdint.h>
@@ -26,6 +27,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	outcome_finish(&o);
 	if (o.result < -1 || o.result > 1 || o.nsubs > OUTCOME_MAX_SUBS)
 		abort();
+	/* Where the body is cut must not change the verdict, valid JSON
+	 * or not: the same skip over the body in one piece. */
+	if (o.skip_data && outcome_init(&whole) == 0) {
+		whole.skip_data = 1;
+		outcome_feed(&whole, (const char *)data + 1, size - 1);
+		outcome_finish(&whole);
+		if (whole.failed != o.failed || whole.result != o.result ||
+		    whole.has_reason != o.has_reason ||
+		    (o.has_reason && strcmp(o.reason, whole.reason) != 0))
+			abort();
+		outcome_fini(&whole);
+	}
 	/* Differential: stepping over data must not change what a full
 	 * parse in one piece reads from metadata, for any valid body. */
 	if (o.skip_data && outcome_init(&whole) == 0) {
