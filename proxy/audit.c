@@ -180,10 +180,7 @@ gen_print(void *ctx, const char *s, size_t n)
 	struct gen *gn = ctx;
 	struct buf *b = &gn->out;
 
-	if (n == 1 && b->len + 2 <= b->cap) {
-		b->p[b->len++] = *s;
-		b->p[b->len] = '\0';
-	} else if (b->len + n < b->cap) {
+	if (b->len + n < b->cap) {
 		memcpy(b->p + b->len, s, n);
 		b->len += n;
 		b->p[b->len] = '\0';
@@ -803,8 +800,6 @@ done_push(struct entry *e, int ok)
 		uv_async_send(&s->async);
 }
 
-/* Closes each record with seq and prev and writes the batch. On failure
- * the file is cut back and the chain rewound; returns -1. */
 /* The end of a line: ,"seq":N,"prev":"<64 hex>"}\n (at most 103 bytes). */
 static size_t
 tail_format(char *out, unsigned long long seq, const char *hex)
@@ -819,6 +814,8 @@ tail_format(char *out, unsigned long long seq, const char *hex)
 	return n + 76;
 }
 
+/* Closes each record with seq and prev and writes the batch. On failure
+ * the file is cut back and the chain rewound; returns -1. */
 static int
 write_batch(struct audit *a, struct entry *batch, size_t n)
 {

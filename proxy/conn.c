@@ -808,6 +808,13 @@ on_up_head(void *arg, int status, const char *ctype, long long clen)
 	r->status = status;
 }
 
+/* A chunk's size line, "<n in hex>\r\n", into size; returns its length. */
+static size_t
+chunk_line(char size[24], size_t n)
+{
+	return (size_t)snprintf(size, 24, "%zx\r\n", n);
+}
+
 /* Writes a piece of body (framed if chunked), the head first if it is
  * still waiting. 0, or -1 when the client is gone. */
 static int
@@ -821,7 +828,7 @@ relay(struct req *r, const char *p, size_t n)
 		r->head_sent = 1;
 		if (r->chunked) {
 			if (n)
-				buf_printf(&r->head, "%zx\r\n", n);
+				buf_add(&r->head, size, chunk_line(size, n));
 			buf_add(&r->head, p, n);
 			buf_adds(&r->head, n ? "\r\n" : "0\r\n\r\n");
 		} else {
@@ -835,8 +842,7 @@ relay(struct req *r, const char *p, size_t n)
 		return cork_add(c, p, n, NULL, 0, NULL, 0);
 	if (n == 0)
 		return cork_add(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
-	snprintf(size, sizeof(size), "%zx\r\n", n);
-	return cork_add(c, size, strlen(size), p, n, "\r\n", 2);
+	return cork_add(c, size, chunk_line(size, n), p, n, "\r\n", 2);
 }
 
 static int

@@ -226,7 +226,9 @@ static const unsigned char stop_between[256] = {
 /* Inside a container the skipper goes 64 bytes at a time, the way
  * simdjson finds JSON structure: one bit per byte for quotes, backslashes,
  * openers and closers; escapes and strings worked out on the bit masks;
- * bytes are looked at one by one only in the block where the value ends. */
+ * brackets are counted one by one only in a block where the value may end.
+ * Outside a container, and for the last bytes of a piece, the byte loop of
+ * skip_bytes goes on. */
 struct block {
 	uint64_t quote, bslash, open, close;
 };

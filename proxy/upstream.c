@@ -506,6 +506,17 @@ classify(struct upstream_req *r, CURLcode rc, struct upstream_result *res)
 	res->err_code = "upstream_unavailable";
 }
 
+/* A transfer that failed or (re)connected may leave state in its handle
+ * that only a reset clears (curl's retry count among it). */
+static int
+left_state(CURL *e, CURLcode result)
+{
+	long nconn = 0;
+
+	curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &nconn);
+	return nconn > 0 || result != CURLE_OK;
+}
+
 static void
 check_done(struct upstream *u)
 {
@@ -519,15 +530,8 @@ check_done(struct upstream *u)
 			continue;
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
 		curl_multi_remove_handle(u->multi, r->easy);
-		{
-			/* A transfer that failed or (re)connected may leave
-			 * state in the handle that only a reset clears (curl's
-			 * retry count among it): it is set up afresh. */
-			long nconn = 0;
-			curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &nconn);
-			if (nconn > 0 || m->data.result != CURLE_OK)
-				r->serial = 0;
-		}
+		if (left_state(r->easy, m->data.result))
+			r->serial = 0;           /* set up afresh next time */
 		if (!r->cancelled) {
 			memset(&res, 0, sizeof(res));
 			res.status = r->status;
