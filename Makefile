@@ -72,12 +72,15 @@ run: deps
 unit: $(UNIT_TESTS:%=$(BUILD)/%)
 	@python3 tests/run_all.py --unit-only --build $(BUILD)
 
-# Every suite, on the normal build and on an ASan/UBSan build.
+# Every suite, on the normal build and on an ASan/UBSan build; the
+# multi-worker tests also on a ThreadSanitizer build.
 test: deps
 	$(MAKE) WERROR=1 all $(UNIT_TESTS:%=build/%)
 	$(MAKE) WERROR=1 SANITIZE=address,undefined all $(UNIT_TESTS:%=build/san/%)
+	$(MAKE) WERROR=1 SANITIZE=thread BUILD=build/tsan all
 	$(MAKE) fuzz-build
-	python3 tests/run_all.py --build build --san-build build/san --fuzz-seconds 10
+	python3 tests/run_all.py --build build --san-build build/san \
+	    --tsan-build build/tsan --fuzz-seconds 10
 
 # libFuzzer targets (tests/fuzz/fuzz_*.c) over the socket-free modules,
 # built with clang, ASan and UBSan. `make fuzz FUZZ_SECONDS=600` runs each

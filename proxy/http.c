@@ -6,6 +6,7 @@
  * body, chunk extensions, trailers, and the header and body size limits. */
 #include "http.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -24,8 +25,9 @@ static int on_message_complete(llhttp_t *);
 static int on_chunk_ext(llhttp_t *, const char *, size_t);
 static int on_chunk_header(llhttp_t *);
 
+/* Shared by every worker: filled in once, before the first parser. */
 static llhttp_settings_t settings;
-static int settings_ready;
+static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
 
 static struct http_parser *
 hp_of(llhttp_t *p)
@@ -45,25 +47,29 @@ fail(struct http_parser *hp, int status, const char *reason)
 	return HPE_USER;
 }
 
+static void
+settings_init(void)
+{
+	llhttp_settings_init(&settings);
+	settings.on_message_begin = on_message_begin;
+	settings.on_url = on_url;
+	settings.on_header_field = on_header_field;
+	settings.on_header_value = on_header_value;
+	settings.on_header_value_complete = on_header_value_complete;
+	settings.on_headers_complete = on_headers_complete;
+	settings.on_body = on_body;
+	settings.on_message_complete = on_message_complete;
+	settings.on_chunk_extension_name = on_chunk_ext;
+	settings.on_chunk_extension_value = on_chunk_ext;
+	settings.on_chunk_header = on_chunk_header;
+}
+
 void
 http_parser_init(struct http_parser *hp, size_t max_header_bytes,
     size_t max_body_bytes)
 {
-	if (!settings_ready) {
-		llhttp_settings_init(&settings);
-		settings.on_message_begin = on_message_begin;
-		settings.on_url = on_url;
-		settings.on_header_field = on_header_field;
-		settings.on_header_value = on_header_value;
-		settings.on_header_value_complete = on_header_value_complete;
-		settings.on_headers_complete = on_headers_complete;
-		settings.on_body = on_body;
-		settings.on_message_complete = on_message_complete;
-		settings.on_chunk_extension_name = on_chunk_ext;
-		settings.on_chunk_extension_value = on_chunk_ext;
-		settings.on_chunk_header = on_chunk_header;
-		settings_ready = 1;
-	}
+	/* Workers accept their first connections at the same time. */
+	pthread_once(&settings_once, settings_init);
 	memset(hp, 0, sizeof(*hp));
 	llhttp_init(&hp->p, HTTP_REQUEST, &settings);
 	hp->p.data = hp;

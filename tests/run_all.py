@@ -3,7 +3,8 @@
 'N passed, N failed'. Exit 0 only when nothing failed.
 
 Suites: each build/test_* unit binary, then the integration suite
-(tests/integration/run.py). Each suite ends its output with its own
+(tests/integration/run.py), then (--tsan-build) its multi-worker tests on
+a ThreadSanitizer build. Each suite ends its output with its own
 'N passed, N failed' line, which is summed here."""
 import argparse
 import glob
@@ -38,6 +39,9 @@ def main():
     ap.add_argument("--san-build", default=None,
                     help="also run the unit and integration tests of this "
                          "ASan/UBSan build")
+    ap.add_argument("--tsan-build", default=None,
+                    help="also run the multi-worker integration tests of "
+                         "this ThreadSanitizer build")
     ap.add_argument("--unit-only", action="store_true")
     ap.add_argument("-k", default=None, help="integration tests matching this")
     ap.add_argument("--fuzz-seconds", type=int, default=0,
@@ -72,6 +76,16 @@ def main():
             p, f = run(f"integration ({build})", cmd, env)
             total_p += p
             total_f += f
+    if a.tsan_build and not a.unit_only:
+        # The tests where workers share the audit, the conf and the
+        # process: TSan reports a race as a non-zero exit at stop.
+        env = dict(os.environ, WHMGATE_SANITIZED="1", TSAN_OPTIONS=(
+            f"suppressions={os.path.join(here, 'tsan.supp')} halt_on_error=0"))
+        cmd = [sys.executable, "tests/integration/run.py", "--bin",
+               os.path.join(a.tsan_build, "whmgate"), "-k", "workers"]
+        p, f = run(f"integration, workers ({a.tsan_build})", cmd, env)
+        total_p += p
+        total_f += f
     print(f"{total_p} passed, {total_f} failed")
     return 1 if total_f else 0
 
