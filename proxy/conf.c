@@ -14,6 +14,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +27,8 @@
 #include <unistd.h>
 #include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
+
+#define CA_MAX (4u << 20)      /* bytes of upstream.ca_file */
 
 struct loader {
 	const char *file;
@@ -551,20 +556,62 @@ up_url(struct loader *l, yajl_val v, const char *path, void *arg)
 	c->upstream.base = buf_take(&b);
 }
 
+/* The certificates of a PEM text as a store, or NULL with a reason in
+ * *why: none there, or one that does not parse. */
+static X509_STORE *
+ca_store_new(const struct buf *pem, const char **why)
+{
+	X509_STORE *st = X509_STORE_new();
+	BIO *bio = BIO_new_mem_buf(pem->p, (int)pem->len);
+	X509 *x;
+	int n = 0, ok = 1;
+	unsigned long e;
+
+	*why = "out of memory";
+	if (st == NULL || bio == NULL)
+		ok = 0;
+	while (ok && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+		ok = X509_STORE_add_cert(st, x);
+		X509_free(x);
+		n++;
+	}
+	/* The loop ends at the end of the text (no further PEM start
+	 * line) or at a certificate that does not parse. */
+	e = ERR_peek_last_error();
+	if (ok && (ERR_GET_LIB(e) != ERR_LIB_PEM ||
+	    ERR_GET_REASON(e) != PEM_R_NO_START_LINE)) {
+		*why = "a certificate in it does not parse";
+		ok = 0;
+	} else if (ok && n == 0) {
+		*why = "no PEM certificate in it";
+		ok = 0;
+	}
+	ERR_clear_error();
+	BIO_free(bio);
+	if (!ok) {
+		X509_STORE_free(st);
+		return NULL;
+	}
+	return st;
+}
+
 static void
 up_ca(struct loader *l, yajl_val v, const char *path, void *arg)
 {
 	struct conf *c = arg;
 
 	char chunk[8192];
+	unsigned char digest[32];
+	const char *why;
 	ssize_t n;
 	int fd;
 
 	if (get_string(l, v, path, &c->upstream.ca_file, 1) == -1 ||
 	    c->upstream.ca_file == NULL)
 		return;
-	/* Read once, so TLS to WHM needs no file access after start-up
-	 * (privileges may have been dropped by then). */
+	/* Read and parsed once, so TLS to WHM needs no file access after
+	 * start-up (privileges may have been dropped by then) and no
+	 * parsing per connection. */
 	if ((fd = open(c->upstream.ca_file, O_RDONLY | O_CLOEXEC)) == -1) {
 		conf_err(l, path, "cannot read %s: %s", c->upstream.ca_file,
 		    strerror(errno));
@@ -576,11 +623,25 @@ up_ca(struct loader *l, yajl_val v, const char *path, void *arg)
 	}
 	c->upstream.ca_pem->len = 0;
 	while ((n = read(fd, chunk, sizeof(chunk))) > 0 &&
-	    c->upstream.ca_pem->len < (4u << 20))
+	    c->upstream.ca_pem->len <= CA_MAX)
 		buf_add(c->upstream.ca_pem, chunk, (size_t)n);
 	close(fd);
-	if (n < 0 || c->upstream.ca_pem->len == 0)
+	if (n < 0 || c->upstream.ca_pem->len == 0) {
 		conf_err(l, path, "cannot read %s", c->upstream.ca_file);
+		return;
+	}
+	if (c->upstream.ca_pem->len > CA_MAX) {
+		conf_err(l, path, "%s is larger than 4 MB", c->upstream.ca_file);
+		return;
+	}
+	X509_STORE_free(c->upstream.ca_store);
+	if ((c->upstream.ca_store = ca_store_new(c->upstream.ca_pem, &why)) == NULL) {
+		conf_err(l, path, "%s: %s", c->upstream.ca_file, why);
+		return;
+	}
+	sha256(c->upstream.ca_pem->p, c->upstream.ca_pem->len, digest);
+	memcpy(c->upstream.ca_id, "whmgate-ca-", 11);
+	hex_encode(digest, sizeof(digest), c->upstream.ca_id + 11);
 }
 
 static void
@@ -1414,6 +1475,7 @@ conf_unref(struct conf *c)
 		buf_fini(c->upstream.ca_pem);
 		free(c->upstream.ca_pem);
 	}
+	X509_STORE_free(c->upstream.ca_store);
 	free(c->upstream.pinned_pubkey);
 	free(c->audit.file);
 	free(c->audit.hmac_key_file);

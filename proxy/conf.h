@@ -83,6 +83,8 @@ struct conf {
 		char *base;              /* https://host:port, no trailing slash */
 		char *ca_file;
 		struct buf *ca_pem;      /* ca_file's contents, read at load */
+		struct x509_store_st *ca_store; /* its certificates, parsed at load */
+		char ca_id[76];          /* "whmgate-ca-" and their SHA-256 in hex */
 		char *pinned_pubkey;
 		int insecure_skip_verify;
 		long connect_timeout_ms, timeout_ms, max_connections;

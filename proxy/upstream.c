@@ -547,16 +547,24 @@ check_done(struct upstream *u)
 	}
 }
 
-/* curl sets SSL_MODE_RELEASE_BUFFERS on its contexts: OpenSSL then frees
- * a connection's record buffers whenever it is idle and allocates them
- * again for the next call. A pooled WHM connection is idle between every
- * two calls, so it keeps them (about 34 KB per connection). Installed only
- * when curl's TLS is OpenSSL's (ctx is then an SSL_CTX). */
+/* Called by curl for each new WHM connection's SSL_CTX, after curl set up
+ * its own trust store. Installed only when curl's TLS is OpenSSL's.
+ * - The CA of upstream.ca_file (arg): the store parsed at load, shared.
+ *   Handing curl the PEM as a blob instead costs a copy and a compare of
+ *   the whole file on every call (curl clones its TLS options into each
+ *   call's connection lookup) and a parse on every connection.
+ * - curl sets SSL_MODE_RELEASE_BUFFERS: OpenSSL then frees a connection's
+ *   record buffers whenever it is idle and allocates them again for the
+ *   next call. A pooled WHM connection is idle between every two calls,
+ *   so it keeps them (about 34 KB per connection). */
 static CURLcode
 on_ssl_ctx(CURL *e, void *ctx, void *arg)
 {
+	X509_STORE *ca = arg;
+
 	(void)e;
-	(void)arg;
+	if (ca != NULL)
+		SSL_CTX_set1_cert_store((SSL_CTX *)ctx, ca);
 	SSL_CTX_clear_mode((SSL_CTX *)ctx, SSL_MODE_RELEASE_BUFFERS);
 	return CURLE_OK;
 }
@@ -575,10 +583,20 @@ easy_setup(struct upstream *u, const struct conf *c, CURL *e)
 	curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->upstream.connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->upstream.timeout_ms);
-	if (c->upstream.ca_pem) {
+	if (c->upstream.ca_store && u->openssl) {
+		/* Only the given CA, not the system store besides: curl loads
+		 * no file, on_ssl_ctx installs the store. The CA path curl is
+		 * given is no directory (on_ssl_ctx replaces the store that
+		 * would look there) but the CA's name by digest: curl reuses a
+		 * pooled connection only for a call with the same TLS options,
+		 * so after a reload to another ca_file no connection verified
+		 * under the old one is used again. */
+		curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
+		curl_easy_setopt(e, CURLOPT_CAPATH, c->upstream.ca_id);
+	} else if (c->upstream.ca_pem) {
 		struct curl_blob ca = { c->upstream.ca_pem->p,
 		    c->upstream.ca_pem->len, CURL_BLOB_COPY };
-		/* Only the given CA, not the system store besides. */
+
 		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
 		curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
 	}
@@ -588,8 +606,10 @@ easy_setup(struct upstream *u, const struct conf *c, CURL *e)
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
-	if (u->openssl)
+	if (u->openssl) {
 		curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
+		curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, c->upstream.ca_store);
+	}
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_curl_open);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, u);
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);

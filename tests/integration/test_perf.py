@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from lib import check_forwarded, eq, free_port, read_response, wait_until
+from lib import check_forwarded, cpu_seconds, eq, free_port, read_response, wait_until
 
 
 def test_perf_10k_idle_connections(t):
@@ -78,13 +78,6 @@ def test_perf_workers_share_one_chain(t):
     eq(r.returncode, 0, f"audit verify ({r.stdout.strip()})")
     seqs = [r["seq"] for r in g.audit()]
     eq(seqs, list(range(1, len(seqs) + 1)), "seq without gaps")
-
-
-def cpu_seconds(pid):
-    """utime + stime of a process, all threads, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def strace_count(t, g, syscalls, action):

@@ -165,6 +165,130 @@ test_upstream(void)
 	}
 }
 
+/* A throwaway self-signed certificate: parsed, never used for TLS. */
+static const char unit_ca_pem[] =
+	"-----BEGIN CERTIFICATE-----\n"
+	"MIIBijCCAS+gAwIBAgIUInlC8WSoxKbEiUhGR+XKU482pSswCgYIKoZIzj0EAwIw\n"
+	"GjEYMBYGA1UEAwwPd2htZ2F0ZSB1bml0IENBMB4XDTI2MTEyODE2MDEzOFoXDTI2\n"
+	"MTEyOTE2MDEzOFowGjEYMBYGA1UEAwwPd2htZ2F0ZSB1bml0IENBMFkwEwYHKoZI\n"
+	"zj0CAQYIKoZIzj0DAQcDQgAEYlxyXlsKJBt0BfSjSDZZdvHhyHOZQTjOXswV05MY\n"
+	"cmKHgyahbPee7TFyqn4r5gL5Ity2siX7YKBNaMIyNGTsAKNTMFEwHQYDVR0OBBYE\n"
+	"FEb3NL73iXpoi2FYLQnMlMX6mZGdMB8GA1UdIwQYMBaAFEb3NL73iXpoi2FYLQnM\n"
+	"lMX6mZGdMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSQAwRgIhAOtUpZ4I\n"
+	"bSfkVsy0SNnC4ECP1JEP68w8wCKcehgCpvIDAiEAxST3AP0Auyu6mHXp9KVVbozX\n"
+	"1N+GTSVYgxxcCaYGal0=\n"
+	"-----END CERTIFICATE-----\n";
+
+/* Writes text (len bytes) to dir/name; returns the path (static). */
+static const char *
+write_in(const char *dir, const char *name, const char *text, size_t len)
+{
+	static char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if ((f = fopen(path, "w")) == NULL)
+		return path;
+	fwrite(text, 1, len, f);
+	fclose(f);
+	return path;
+}
+
+/* Loads a config whose upstream.ca_file is path. */
+static struct conf *
+parse_ca(const char *path, struct buf *errs)
+{
+	char text[1024];
+
+	snprintf(text, sizeof(text), "{\"listen\": [\"127.0.0.1:1\"],"
+	    "\"upstream\": {\"url\": \"https://whm.example.com\", "
+	    "\"ca_file\": \"%s\"}, \"clients\": {}}", path);
+	return parse(text, errs);
+}
+
+/* upstream.ca_file is read and parsed at load: its certificates become
+ * the store, its digest names it; a file without a certificate, with one
+ * that does not parse, or too large is refused with the reason. */
+static void
+test_ca_file(void)
+{
+	static const struct { const char *name, *text, *why; } bad[] = {
+		{ "none.pem", "no certificate here\n", "no PEM certificate in it" },
+		{ "key.pem", "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n"
+		    "-----END PRIVATE KEY-----\n", "no PEM certificate in it" },
+		{ "broken.pem", "-----BEGIN CERTIFICATE-----\nMIIBijCCAS+gAwIBAgIU\n"
+		    "-----END CERTIFICATE-----\n", "a certificate in it does not parse" },
+	};
+	char dir[] = "/tmp/whmgate-unit-XXXXXX", want[600], line[80];
+	struct buf errs, text;
+	struct conf *c;
+	const char *path;
+	size_t i;
+
+	if (mkdtemp(dir) == NULL) {
+		CHECK(!"mkdtemp");
+		return;
+	}
+	/* One certificate, with comments around it as in bundles; then two. */
+	buf_init(&text);
+	buf_adds(&text, "# a comment\n");
+	buf_adds(&text, unit_ca_pem);
+	buf_adds(&text, "trailing text\n");
+	path = write_in(dir, "one.pem", text.p, text.len);
+	c = parse_ca(path, &errs);
+	CHECK(c != NULL && c->upstream.ca_store != NULL);
+	if (c) {
+		unit_sha256_line(text.p, line);
+		snprintf(want, sizeof(want), "whmgate-ca-%s", line + 7);
+		CHECK_STR(c->upstream.ca_id, want);
+		CHECK_STR(c->upstream.ca_file, path);
+	} else {
+		printf("  %s", errs.p ? errs.p : "");
+	}
+	conf_unref(c);
+	buf_fini(&errs);
+	buf_adds(&text, unit_ca_pem);
+	c = parse_ca(write_in(dir, "two.pem", text.p, text.len), &errs);
+	CHECK(c != NULL && c->upstream.ca_store != NULL);
+	conf_unref(c);
+	buf_fini(&errs);
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		path = write_in(dir, bad[i].name, bad[i].text, strlen(bad[i].text));
+		c = parse_ca(path, &errs);
+		CHECK(c == NULL);
+		snprintf(want, sizeof(want), "$.upstream.ca_file: %s: %s", path, bad[i].why);
+		CHECK(count_line(&errs, want) == 1);
+		if (count_line(&errs, want) != 1)
+			printf("  want %s\n  got %s", want, errs.p ? errs.p : "(nothing)\n");
+		conf_unref(c);
+		buf_fini(&errs);
+		unlink(path);
+	}
+	/* Over 4 MB: refused, not read in part. */
+	text.len = 0;
+	while (text.len <= (4u << 20))
+		buf_adds(&text, unit_ca_pem);
+	path = write_in(dir, "big.pem", text.p, text.len);
+	c = parse_ca(path, &errs);
+	CHECK(c == NULL);
+	snprintf(want, sizeof(want), "$.upstream.ca_file: %s is larger than 4 MB", path);
+	CHECK(count_line(&errs, want) == 1);
+	conf_unref(c);
+	buf_fini(&errs);
+	/* Missing. */
+	snprintf(want, sizeof(want), "%s/missing.pem", dir);
+	c = parse_ca(want, &errs);
+	CHECK(c == NULL && errs.p && strstr(errs.p, "cannot read"));
+	conf_unref(c);
+	buf_fini(&errs);
+	buf_fini(&text);
+	unlink(path);
+	unlink(write_in(dir, "one.pem", "", 0));
+	unlink(write_in(dir, "two.pem", "", 0));
+	rmdir(dir);
+}
+
 /* One config with many problems: each is reported once with its path,
  * and nothing else is. */
 static void
@@ -434,6 +558,7 @@ main(void)
 {
 	test_valid();
 	test_upstream();
+	test_ca_file();
 	test_problems();
 	test_syntax();
 	test_spec_example();
