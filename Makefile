@@ -22,7 +22,8 @@ LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 # Debian packages the build, the tests and `make run` need.
 DEB_PKGS = build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev \
-           libyajl-dev node-llhttp curl openssl python3 procps valgrind clang libclang-rt-14-dev rsyslog strace
+           libyajl-dev node-llhttp curl openssl python3 procps valgrind clang libclang-rt-14-dev rsyslog strace \
+           nginx wrk
 
 CORE = util log conf http params auth policy outcome syslog audit
 SRCS_CORE = $(CORE:%=proxy/%.c)

@@ -56,6 +56,7 @@ struct upstream_req {
 	int status;
 	int head_done;
 	int cancelled;
+	int reaping;                /* on u->reap: reap() frees it */
 	long long clen;
 	char ctype[128];
 	unsigned long long bytes;
@@ -541,8 +542,9 @@ check_done(struct upstream *u)
 			r->cancelled = 1;     /* no callback after on_done */
 			r->ops->on_done(r->arg, &res);
 		}
-		/* A cancel inside on_done put it on the reap list already. */
-		if (!r->next_reap && u->reap != r)
+		/* Cancelled inside a curl call (in on_done too): reap()
+		 * frees it. */
+		if (!r->reaping)
 			req_free(r);
 	}
 }
@@ -727,6 +729,7 @@ upstream_cancel(struct upstream_req *r)
 	r->ops = NULL;
 	r->serial = 0;           /* cut mid-transfer: set up afresh */
 	if (u->depth > 0) {
+		r->reaping = 1;
 		r->next_reap = u->reap;
 		u->reap = r;
 		return;
