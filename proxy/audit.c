@@ -1245,10 +1245,12 @@ audit_sink_new(struct audit *a, uv_loop_t *loop)
 void
 audit_sink_stop(struct audit_sink *s)
 {
-	sink_flush(s);
+	/* Stopped first: a record added by a callback that sink_flush runs
+	 * goes straight to the queue, not to a pending list nobody flushes. */
 	uv_mutex_lock(&s->a->mu);
 	s->stopped = 1;
 	uv_mutex_unlock(&s->a->mu);
+	sink_flush(s);
 	uv_close((uv_handle_t *)&s->idle, NULL);
 	uv_close((uv_handle_t *)&s->async, NULL);
 	gen_free(s->gen);

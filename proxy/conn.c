@@ -646,8 +646,10 @@ req_refuse(struct req *r, int status, const char *code, const char *reason,
 	if (close)
 		c->close_after = 1;
 	req_deny_record(r, status, code, reason);
-	send_error(r, status, code, reason, retry_after);
+	/* Done before the write: a write that fails closes the connection,
+	 * which then frees r (from any state, R_AUDIT included). */
 	r->state = R_DONE;
+	send_error(r, status, code, reason, retry_after);
 	if (!c->closing && c->out_pending == 0)
 		req_done(c);
 }
@@ -901,6 +903,8 @@ on_up_done(void *arg, const struct upstream_result *res)
 		outcome_finish(&r->oc);
 		/* The end of the body (and the head, for an empty one). */
 		if ((r->chunked || !r->head_sent) && relay(r, NULL, 0) == -1) {
+			/* The client is gone before the end reached it. */
+			req_response_record(r, 499, res, "client_closed");
 			conn_close(c, "write failed");
 			return;
 		}
