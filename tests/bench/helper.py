@@ -207,23 +207,67 @@ def errors_text(r):
     return ", ".join(parts) if parts else "0"
 
 
+def median_rows(rows):
+    """One row per (contender, body, conns), in first-seen order: the round
+    with the median req/s (the lower middle of an even count), with the
+    lowest and highest req/s of all its rounds."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["contender"], r["body"], r["conns"]), []).append(r)
+    out = []
+    for g in groups.values():
+        g = sorted(g, key=lambda r: r["rps"])
+        m = dict(g[(len(g) - 1) // 2])
+        m["rounds"], m["rps_lo"], m["rps_hi"] = len(g), g[0]["rps"], g[-1]["rps"]
+        out.append(m)
+    return out
+
+
+def goals(rows):
+    """The ratios issue 6 asks for, from the medians of this run."""
+    at = {(r["contender"], r["body"], r["conns"]): r for r in rows}
+
+    def get(who, conns=64, body="listaccts"):
+        for (c, b, n), r in at.items():
+            if c.startswith(who) and b == body and n == conns and r["rps"] > 0:
+                return r
+        return None
+    never, always = get("(b) whmgate fsync=never"), get("(b) whmgate fsync=always")
+    ng, hp = get("(c) nginx"), get("(d) HAProxy")
+    out = []
+    if never and ng:
+        out.append("- whmgate (never) / nginx, req/s at 64 connections: %.2f" % (never["rps"] / ng["rps"]))
+    if never and hp:
+        out.append("- whmgate (never) / HAProxy, req/s at 64 connections: %.2f" % (never["rps"] / hp["rps"]))
+    if never and always:
+        out.append("- whmgate always / never, req/s at 64 connections: %.2f" % (always["rps"] / never["rps"]))
+    if never and ng and never["p99"] and ng["p99"]:
+        out.append("- p99 at 64 connections: whmgate %.2f ms, nginx %.2f ms (ratio %.2f)" % (
+            never["p99"], ng["p99"], never["p99"] / ng["p99"]))
+    return out
+
+
 def cmd_table(a):
-    rows = [json.loads(line) for line in open(a.rows) if line.strip()]
+    rows = median_rows([json.loads(line) for line in open(a.rows) if line.strip()])
     base = {(r["body"], r["conns"]): r["rps"] for r in rows if r["base"]}
     with open(a.header) as f:
         out = [f.read().rstrip("\n"), ""]
-    out.append("| contender | body | conns | req/s | vs (a) | p50 ms | p99 ms | "
+    out.append("| contender | body | conns | req/s | req/s range | vs (a) | p50 ms | p99 ms | "
                "CPU s/10k req | upstream CPU s/10k | peak RSS MB | log lines/req | errors |")
-    out.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+    out.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
     for r in rows:
         b = base.get((r["body"], r["conns"]))
         ratio = "%.2f" % (r["rps"] / b) if b else "-"
         f2 = lambda v: "-" if v is None else ("%.2f" % v if v < 100 else "%.0f" % v)
         up = "-" if r["upcpu10k"] is None or r["base"] else "%.2f" % r["upcpu10k"]
         ll = "-" if r.get("loglines") is None else "%.2f" % (r["loglines"] / max(r["requests"], 1))
-        out.append("| %s | %s | %d | %.0f | %s | %s | %s | %.2f | %s | %.1f | %s | %s |" % (
-            r["contender"], r["body"], r["conns"], r["rps"], ratio, f2(r["p50"]),
+        spread = "%.0f-%.0f" % (r["rps_lo"], r["rps_hi"]) if r["rounds"] > 1 else "-"
+        out.append("| %s | %s | %d | %.0f | %s | %s | %s | %s | %.2f | %s | %.1f | %s | %s |" % (
+            r["contender"], r["body"], r["conns"], r["rps"], spread, ratio, f2(r["p50"]),
             f2(r["p99"]), r["cpu10k"], up, r["rss"] / 1024.0, ll, errors_text(r)))
+    g = goals(rows)
+    if g:
+        out += ["", "Goals (medians of this run):", ""] + g
     print("\n".join(out))
 
 
@@ -238,6 +282,7 @@ def main():
     s.add_argument("pids", type=int, nargs="+"); s.set_defaults(func=cmd_probe)
     s = sub.add_parser("row")
     s.add_argument("--out", required=True); s.add_argument("--wrk", required=True)
+    s.add_argument("--round", type=int, default=1)
     s.add_argument("--contender", required=True); s.add_argument("--body", required=True)
     s.add_argument("--conns", type=int, required=True)
     s.add_argument("--base", action="store_true")

@@ -8,7 +8,12 @@
 # Prints one markdown table and writes it to build/bench.md. Everything it
 # starts is stopped on exit, failure or Ctrl-C; its files live in build/bench/.
 #
-# Environment: BENCH_SECONDS (10) per row, BENCH_WARMUP (2), WORKERS (1) for
+# Every contender runs BENCH_ROUNDS times, the rounds interleaved (a b c d,
+# a b c d, ...), so drift in what else the host runs hits all alike; the
+# table gives each row's median round and the spread of req/s over rounds.
+#
+# Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5) per row and round,
+# BENCH_WARMUP (1), WORKERS (1) for
 # whmgate "workers", nginx worker_processes and HAProxy nbthread,
 # UPSTREAM_WORKERS (1) for the upstream nginx, BIN (build/whmgate),
 # BENCH_ONLY (e.g. "a b c d" - which contenders to run), BENCH_PERF=1 to
@@ -20,8 +25,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 BIN=${BIN:-build/whmgate}
-SECS=${BENCH_SECONDS:-10}
-WARM=${BENCH_WARMUP:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
+SECS=${BENCH_SECONDS:-5}
+WARM=${BENCH_WARMUP:-1}
 WORKERS=${WORKERS:-1}
 UP_WORKERS=${UPSTREAM_WORKERS:-1}
 ONLY=${BENCH_ONLY:-a b c d}
@@ -30,7 +36,7 @@ D=$ROOT/build/bench
 HELPER="python3 $ROOT/tests/bench/helper.py"
 LUA=$ROOT/tests/bench/auth.lua
 
-for v in SECS WARM WORKERS UP_WORKERS; do
+for v in ROUNDS SECS WARM WORKERS UP_WORKERS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench: $v must be a positive integer" >&2; exit 2; }
 done
 for t in nginx haproxy wrk curl openssl python3; do
@@ -149,7 +155,7 @@ fi
 TLS_INFO=$(openssl s_client -connect "127.0.0.1:$UP_PORT" -CAfile "$D/ca.crt" </dev/null 2>/dev/null |
   sed -n 's/^New, \(.*\)$/\1/p' | head -1)
 
-echo "whmgate benchmark: $SECS s per row after a $WARM s warm-up; workers=$WORKERS"
+echo "whmgate benchmark: $ROUNDS rounds of $SECS s per row after a $WARM s warm-up; workers=$WORKERS"
 echo "bodies: $BODIES"
 echo
 
@@ -183,7 +189,7 @@ run_row() {
   local name=$1 pid=$2 auth=$3 url=$4 fn=$5 conns=$6 log=$7 base=${8:-}
   local threads=2 tag cpu0 cpu1 rss up0 up1 l0=0 l1=0 rc=0 _
   [ "$conns" -lt 2 ] && threads=1          # wrk needs a connection per thread
-  tag="${name//[^a-zA-Z0-9]/_}-$fn-c$conns"
+  tag="${name//[^a-zA-Z0-9]/_}-$fn-c$conns-r$ROUND"
   tag=${tag//__/_}
   BENCH_AUTH=$auth wrk -t"$threads" -c"$conns" -d"${WARM}s" --timeout "$WRK_TIMEOUT" \
     -s "$LUA" "$url/json-api/$fn?api.version=1" >"$D/wrk-$tag-warmup.txt" 2>&1 || true
@@ -201,11 +207,11 @@ run_row() {
   [ -n "$perf_pid" ] && { wait "$perf_pid" || true; }
   sleep 0.2                                # let the last log lines land
   [ -n "$log" ] && l1=$(wc -l <"$log")
-  $HELPER row --out "$ROWS" --wrk "$D/wrk-$tag.txt" --contender "$name" --body "$fn" \
+  $HELPER row --out "$ROWS" --wrk "$D/wrk-$tag.txt" --round "$ROUND" --contender "$name" --body "$fn" \
     --conns "$conns" ${base:+--base} --cpu0 "$cpu0" --cpu1 "$cpu1" --upcpu0 "$up0" \
     --upcpu1 "$up1" --rss "$rss" ${log:+--loglines $((l1 - l0))} || rc=$?
   if [ "$rc" = 3 ]; then
-    failures+=("$name $fn c=$conns: every request failed (see build/bench/wrk-$tag.txt)")
+    failures+=("$name $fn c=$conns round $ROUND: every request failed (see build/bench/wrk-$tag.txt)")
   elif [ "$rc" != 0 ]; then
     failures+=("$name $fn c=$conns: could not read wrk's output (build/bench/wrk-$tag.txt)")
   fi
@@ -218,21 +224,21 @@ run_loads() {   # run_loads NAME PID AUTH BASEURL LOGFILE [base]
 }
 
 not_started() {   # a row that says the contender did not start
-  failures+=("$1 did not start or failed its check (see build/bench/)")
-  printf '{"contender":"%s","body":"-","conns":0,"base":false,"rps":0,"p50":null,"p99":null,"cpu10k":0,"upcpu10k":null,"rss":0,"requests":0,"non2xx":0,"sock":{},"note":"did not start"}\n' \
-    "$1" >>"$ROWS"
+  failures+=("$1 did not start or failed its check in round $ROUND (see build/bench/)")
+  printf '{"contender":"%s","round":%d,"body":"-","conns":0,"base":false,"rps":0,"p50":null,"p99":null,"cpu10k":0,"upcpu10k":null,"rss":0,"requests":0,"non2xx":0,"sock":{},"note":"did not start"}\n' \
+    "$1" "$ROUND" >>"$ROWS"
 }
 
 # (a) the upstream directly
-if [[ " $ONLY " == *" a "* ]]; then
+bench_a() {
   echo "(a) upstream nginx directly over TLS"
   run_loads "(a) upstream direct (TLS)" "$UP_PID" "whm root:$TOKEN" "$UP_URL" "" base
-fi
+}
 
-# (b) whmgate, fsync never and always
-for mode in never always; do
-  [[ " $ONLY " == *" b "* ]] || break
-  name="(b) whmgate fsync=$mode"
+# (b) whmgate, fsync never or always; the trail written under load must
+# still be one intact chain.
+bench_b() {
+  local mode=$1 name="(b) whmgate fsync=$1" port cfg
   echo "$name"
   port=$P_NEVER; [ "$mode" = always ] && port=$P_ALWAYS
   cfg=$D/whmgate-$mode.json
@@ -241,31 +247,34 @@ for mode in never always; do
     echo "bench: whmgate -t refuses $cfg (workers=$WORKERS):" >&2
     cat "$D/whmgate-$mode.check" >&2
     not_started "$name"
-    continue
+    return
   fi
-  "$BIN" -c "$cfg" >"$D/whmgate-$mode.out" 2>&1 &
+  echo "-- round $ROUND" >>"$D/whmgate-$mode.out"
+  "$BIN" -c "$cfg" >>"$D/whmgate-$mode.out" 2>&1 &
   GW_PID=$!
   pids+=("$GW_PID")
   if ! wait_port "$GW_PID" "$port" || ! check_gateway "$name" "http://127.0.0.1:$port"; then
     cat "$D/whmgate-$mode.out" >&2
     not_started "$name"
     stop "$GW_PID"
-    continue
+    return
   fi
   run_loads "$name" "$GW_PID" "Bearer $KEY" "http://127.0.0.1:$port" "$AUDIT"
+  if ! kill -0 "$GW_PID" 2>/dev/null; then
+    wait "$GW_PID" || failures+=("$name: whmgate exited with status $? during round $ROUND (build/bench/whmgate-$mode.out)")
+  fi
   stop "$GW_PID"
-  # The trail written under load must still be one intact chain.
   if "$BIN" audit verify "$AUDIT" >"$D/audit-$mode.verify" 2>&1; then
     echo "   audit verify: $(tail -1 "$D/audit-$mode.verify")"
   else
     echo "   audit verify FAILED: $(tail -1 "$D/audit-$mode.verify")" >&2
-    failures+=("$name: audit verify failed (build/bench/audit-$mode.verify)")
+    failures+=("$name: audit verify failed in round $ROUND (build/bench/audit-$mode.verify)")
   fi
-done
+}
 
 # (c) nginx as the gateway
-if [[ " $ONLY " == *" c "* ]]; then
-  name="(c) nginx gateway"
+bench_c() {
+  local name="(c) nginx gateway"
   echo "$name"
   nginx -p "$D" -e "$D/gw-nginx.error.log" -c "$D/gw-nginx.conf" >"$D/gw-nginx.out" 2>&1 &
   GW_PID=$!
@@ -277,13 +286,12 @@ if [[ " $ONLY " == *" c "* ]]; then
     not_started "$name"
   fi
   stop "$GW_PID"
-fi
+}
 
 # (d) HAProxy as the gateway
-if [[ " $ONLY " == *" d "* ]]; then
-  name="(d) HAProxy gateway"
+bench_d() {
+  local name="(d) HAProxy gateway" started=0
   echo "$name"
-  started=0
   if haproxy -c -f "$D/haproxy.cfg" >"$D/haproxy.check" 2>&1; then
     # stdout carries the access log.
     haproxy -db -f "$D/haproxy.cfg" >"$D/haproxy.access.jsonl" 2>"$D/haproxy.err" &
@@ -299,7 +307,20 @@ if [[ " $ONLY " == *" d "* ]]; then
     cat "$D/haproxy.check" "$D/haproxy.err" "$D/haproxy.access.jsonl" >&2 2>/dev/null || true
     not_started "$name"
   fi
-fi
+}
+
+for ROUND in $(seq "$ROUNDS"); do
+  echo "-- round $ROUND of $ROUNDS"
+  for x in $ONLY; do
+    case $x in
+      a) bench_a ;;
+      b) bench_b never; bench_b always ;;
+      c) bench_c ;;
+      d) bench_d ;;
+      *) echo "bench: unknown contender '$x' in BENCH_ONLY" >&2; exit 2 ;;
+    esac
+  done
+done
 
 stop "$UP_PID"
 
@@ -309,7 +330,8 @@ stop "$UP_PID"
   echo
   echo "- machine: $(nproc) CPUs, $CPU, $(uname -sr); load average before the run: $LOAD (other work on the machine skews the numbers)"
   echo "- versions: whmgate $WHMGATE_V, nginx $NGINX_V, HAProxy $HAPROXY_V, wrk $WRK_V, $OPENSSL_V"
-  echo "- duration: $SECS s per row after a $WARM s warm-up at the same load; wrk --latency, --timeout $WRK_TIMEOUT, 2 threads (1 at 1 connection)"
+  echo "- duration: $ROUNDS rounds, interleaved (every contender once per round); in each, $SECS s per row after a $WARM s warm-up at the same load; wrk --latency, --timeout $WRK_TIMEOUT, 2 threads (1 at 1 connection)"
+  echo "- each row is the round with the median req/s (its p50, p99, CPU and RSS); req/s range: the lowest and highest of the rounds; ratios are of medians"
   echo "- workers: $WORKERS (whmgate \"workers\", nginx worker_processes, HAProxy nbthread); upstream nginx worker_processes $UP_WORKERS"
   echo "- upstream: nginx over TLS on 127.0.0.1 ($TLS_INFO, RSA 2048 certificate from a throwaway CA), keep-alive; bodies: $BODIES"
   echo "- request: GET /json-api/<function>?api.version=1 with one Authorization header; the gateways listen on plain HTTP on 127.0.0.1 and verify the upstream's certificate"
