@@ -280,35 +280,6 @@ def test_upstream_ca_bundle_cost(t):
         f"CPU with the bundle {big:.2f} s vs {small:.2f} s with one CA"
 
 
-NGINX_UPSTREAM = """daemon off;
-worker_processes 1;
-@USER@
-pid @DIR@/nginx.pid;
-error_log @DIR@/nginx.error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path @DIR@/nginx_tmp;
-    proxy_temp_path @DIR@/nginx_tmp;
-    fastcgi_temp_path @DIR@/nginx_tmp;
-    uwsgi_temp_path @DIR@/nginx_tmp;
-    scgi_temp_path @DIR@/nginx_tmp;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:@PORT@ ssl;
-        ssl_certificate @CRT@;
-        ssl_certificate_key @KEY@;
-        root @DIR@/www;
-        default_type application/json;
-        if ($http_authorization != "whm root:@TOKEN@") {
-            return 401 '{"metadata":{"version":1,"result":0,"reason":"Access denied"}}';
-        }
-        location /json-api/ { try_files $uri =404; }
-    }
-}
-"""
-
-
 def test_upstream_fast_load_clients_vanish(t):
     """A fast WHM (nginx over TLS serving a 1 MB listaccts answer) and a
     fast client (wrk, 32 connections): at the end of each 1 s run wrk
@@ -320,9 +291,13 @@ def test_upstream_fast_load_clients_vanish(t):
     bring this about, this load crashed whmgate within a few runs.)"""
     for tool in ("nginx", "wrk"):
         assert shutil.which(tool), f"{tool} is missing (make deps installs it)"
+    # The benchmark's upstream config (conf/bench/), with this session's
+    # certificate and token.
     d = os.path.join(t.dir, "nginx")
     os.makedirs(os.path.join(d, "www", "json-api"))
-    os.makedirs(os.path.join(d, "nginx_tmp"))
+    os.makedirs(os.path.join(d, "tmp"))
+    shutil.copy(t.session.server_crt, os.path.join(d, "server.crt"))
+    shutil.copy(t.session.server_key, os.path.join(d, "server.key"))
     accts = ",".join('{"user":"cust%d","domain":"cust%d.example.com","plan":"default",'
                      '"suspended":0,"diskused":"%dM"}' % (i, i, i % 900) for i in range(11000))
     body = ('{"metadata":{"version":1,"reason":"OK","result":1,"command":"listaccts"},'
@@ -330,27 +305,28 @@ def test_upstream_fast_load_clients_vanish(t):
     with open(os.path.join(d, "www", "json-api", "listaccts"), "w") as f:
         f.write(body)
     port = free_port()
-    conf_text = NGINX_UPSTREAM
-    for k, v in {"@DIR@": d, "@PORT@": str(port), "@CRT@": t.session.server_crt,
-                 "@KEY@": t.session.server_key, "@TOKEN@": t.session.token,
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "conf", "bench", "upstream-nginx.conf.in")) as f:
+        conf_text = f.read()
+    for k, v in {"@DIR@": d, "@UP_PORT@": str(port), "@TOKEN@": t.session.token,
+                 "@UP_WORKERS@": "1",
                  "@USER@": "user root root;" if os.getuid() == 0 else ""}.items():
         conf_text = conf_text.replace(k, v)
     with open(os.path.join(d, "nginx.conf"), "w") as f:
         f.write(conf_text)
-    ngx = spawn(["nginx", "-p", d, "-e", os.path.join(d, "nginx.error.log"),
+    ngx = spawn(["nginx", "-p", d, "-e", os.path.join(d, "upstream.error.log"),
                  "-c", os.path.join(d, "nginx.conf")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: ngx.poll() is not None or port_open(port), 10,
                    what="nginx listening")
-        assert ngx.poll() is None, f"nginx did not start: {tail(os.path.join(d, 'nginx.error.log'))}"
+        assert ngx.poll() is None, f"nginx did not start: {tail(os.path.join(d, 'upstream.error.log'))}"
         g = t.gate(t.conf(upstream_url=f"https://127.0.0.1:{port}"))
         auth = f"Bearer {t.key('billing')}"
         url = f"http://127.0.0.1:{g.port}/json-api/listaccts?api.version=1"
         r = g.curl("/json-api/listaccts?api.version=1", auth=auth)
         eq((r.status, len(r.body)), (200, len(body)), "a call through to nginx (status, bytes)")
-        lua = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "bench", "auth.lua")
+        lua = os.path.join(root, "tests", "bench", "auth.lua")
         done = 0
         for run in range(10):
             w = subprocess.run(["wrk", "-t2", "-c32", "-d1s", "-s", lua, url],
