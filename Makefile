@@ -16,7 +16,7 @@ BUILD ?= build/san
 else
 BUILD ?= build
 endif
-CPPFLAGS += -D_POSIX_C_SOURCE=200809L -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -Iproxy
+CPPFLAGS += -D_POSIX_C_SOURCE=200809L -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -iquote proxy
 ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(CPPFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
@@ -25,7 +25,7 @@ DEB_PKGS = build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev
            libyajl-dev node-llhttp curl openssl python3 procps valgrind clang libclang-rt-14-dev rsyslog strace \
            nginx wrk
 
-CORE = util log conf http params auth policy outcome syslog audit
+CORE = util log conf http params auth policy outcome syslog audit limits
 SRCS_CORE = $(CORE:%=proxy/%.c)
 SRCS_DAEMON = proxy/tls.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/server.c proxy/admin.c proxy/main.c
 LLHTTP_SRCS = llhttp api http
