@@ -27,7 +27,7 @@ DEB_PKGS = build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev
 
 CORE = util log conf http params auth policy outcome syslog audit limits
 SRCS_CORE = $(CORE:%=proxy/%.c)
-SRCS_DAEMON = proxy/tls.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/server.c proxy/admin.c proxy/main.c
+SRCS_DAEMON = proxy/tls.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/req.c proxy/server.c proxy/admin.c proxy/main.c
 LLHTTP_SRCS = llhttp api http
 OBJS_CORE = $(CORE:%=$(BUILD)/%.o) $(LLHTTP_SRCS:%=$(BUILD)/llhttp_%.o)
 OBJS_DAEMON = $(SRCS_DAEMON:proxy/%.c=$(BUILD)/%.o)

@@ -70,6 +70,8 @@ enum http_event http_feed(struct http_parser *hp, const char *data, size_t len,
 /* Tells the parser the peer closed: returns HEV_ERROR if a message was
  * cut short, HEV_MORE if nothing was pending. */
 enum http_event http_eof(struct http_parser *hp);
+/* The reason phrase of an HTTP status ("Not Found"), "Status" if unknown. */
+const char *http_status_text(int status);
 /* First header of that name (case-insensitive), or NULL. */
 const char *http_header(const struct http_req *req, const char *name);
 

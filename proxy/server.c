@@ -12,32 +12,25 @@
 #include "server.h"
 #include "audit.h"
 #include "conf.h"
-#include "conn.h"
 #include "log.h"
 #include "tls.h"
 #include "upstream.h"
 #include "util.h"
 
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
-static atomic_ullong total_conns;
-
 unsigned long long
 server_connections(void)
 {
-	return atomic_load(&total_conns);
+	return conn_total();
 }
 
-void
-server_count_conn(int delta)
+static SSL_CTX *
+listener_ctx(const struct listener *l)
 {
-	if (delta > 0)
-		atomic_fetch_add(&total_conns, 1);
-	else
-		atomic_fetch_sub(&total_conns, 1);
+	return l->tls_index >= 0 ? l->ctx : NULL;
 }
 
 static void
@@ -50,27 +43,30 @@ on_connection(uv_stream_t *ls, int status)
 		log_warn("accept: %s", uv_strerror(status));
 		return;
 	}
-	if (s->nconns >= s->max_conns) {
+	if (conn_set_count(&s->conns) >= s->max_conns) {
 		l->paused = 1;
 		return;
 	}
-	conn_accept(s, ls);
+	conn_accept(&s->conns, ls, listener_ctx(l));
 }
 
-void
-server_conn_closed(struct server *s)
+/* A connection was freed: accept again if we were at the cap. */
+static void
+on_conn_closed(void *owner)
 {
+	struct server *s = owner;
 	size_t i;
 
 	for (i = 0; i < s->nls; i++) {
 		if (!s->ls[i].paused || s->draining)
 			continue;
-		if (s->nconns >= s->max_conns)
+		if (conn_set_count(&s->conns) >= s->max_conns)
 			return;
 		s->ls[i].paused = 0;
 		/* The pending connection is accepted now; libuv then
 		 * resumes polling the listening socket. */
-		conn_accept(s, (uv_stream_t *)&s->ls[i].tcp);
+		conn_accept(&s->conns, (uv_stream_t *)&s->ls[i].tcp,
+		    listener_ctx(&s->ls[i]));
 	}
 }
 
@@ -168,12 +164,12 @@ finish(struct server *s)
 	if (s->finished)
 		return;
 	s->finished = 1;
-	conn_close_all(s);
+	conn_set_close_all(&s->conns, "shutdown deadline");
+	conn_set_fini(&s->conns);
 	uv_timer_stop(&s->drain_timer);
 	uv_timer_stop(&s->drain_check);
 	uv_close((uv_handle_t *)&s->drain_timer, NULL);
 	uv_close((uv_handle_t *)&s->drain_check, NULL);
-	uv_close((uv_handle_t *)&s->flush, NULL);
 	uv_close((uv_handle_t *)&s->wake, NULL);
 	upstream_free(s->up);
 	s->up = NULL;
@@ -187,8 +183,9 @@ on_drain_deadline(uv_timer_t *t)
 {
 	struct server *s = t->data;
 
-	if (s->nconns)
-		log_warn("shutdown deadline: cutting %zu connections", s->nconns);
+	if (conn_set_count(&s->conns))
+		log_warn("shutdown deadline: cutting %zu connections",
+		    conn_set_count(&s->conns));
 	finish(s);
 }
 
@@ -212,6 +209,7 @@ start_drain(struct server *s)
 	if (s->draining)
 		return;
 	s->draining = 1;
+	conn_set_drain(&s->conns);
 	for (i = 0; i < s->nls; i++)
 		if (!uv_is_closing((uv_handle_t *)&s->ls[i].tcp))
 			uv_close((uv_handle_t *)&s->ls[i].tcp, NULL);
@@ -241,6 +239,7 @@ on_wake(uv_async_t *h)
 		use_ctx(s, ctx);
 		server_tls_free(ctx, c->ntls);
 		upstream_set_conf(s->up, c);
+		conn_set_conf(&s->conns, c);
 		conf_unref(s->conf);
 		s->conf = c;
 	}
@@ -261,6 +260,7 @@ server_start(struct server *s, int index, int nworkers, struct conf *c,
     struct audit *a, SSL_CTX **ctx)
 {
 	size_t i, n = c->nlisten + c->ntls;
+	int rc;
 
 	s->index = index;
 	s->audit = a;
@@ -274,14 +274,17 @@ server_start(struct server *s, int index, int nworkers, struct conf *c,
 			return -1;
 		s->loop = &s->own_loop;
 	}
-	uv_mutex_init(&s->mu);
-	uv_async_init(s->loop, &s->wake, on_wake);
+	if ((rc = uv_mutex_init(&s->mu)) != 0 ||
+	    (rc = uv_async_init(s->loop, &s->wake, on_wake)) != 0 ||
+	    (rc = uv_timer_init(s->loop, &s->drain_timer)) != 0 ||
+	    (rc = uv_timer_init(s->loop, &s->drain_check)) != 0) {
+		log_err("worker %d: cannot set up: %s", index, uv_strerror(rc));
+		return -1;
+	}
 	s->wake.data = s;
-	uv_timer_init(s->loop, &s->drain_timer);
-	uv_timer_init(s->loop, &s->drain_check);
 	s->drain_timer.data = s->drain_check.data = s;
-	uv_check_init(s->loop, &s->flush);
-	s->flush.data = s;
+	if (conn_set_init(&s->conns, s->loop, s, c, on_conn_closed) == -1)
+		return -1;
 	if ((s->sink = audit_sink_new(a, s->loop)) == NULL ||
 	    (s->up = upstream_new(s->loop, c)) == NULL) {
 		log_err("worker %d: cannot set up", index);

@@ -9,11 +9,12 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "conn.h"
+
 struct conf;
 struct audit;
 struct audit_sink;
 struct upstream;
-struct conn;
 struct buf;
 struct ssl_ctx_st;
 struct sockaddr_storage;
@@ -37,15 +38,12 @@ struct server {
 	struct upstream *up;
 	struct listener *ls;
 	size_t nls;
-	struct conn *conns;  /* all open connections */
-	size_t nconns, max_conns;  /* max: this worker's share of the cap */
+	struct conn_set conns;  /* all open connections (conn.c's fields) */
+	size_t max_conns;    /* this worker's share of the cap */
 	int draining;        /* SIGTERM: no new requests */
 	int finished;
 	unsigned long long inflight; /* requests being served */
 	uv_timer_t drain_timer, drain_check;
-	/* Answers gathered this loop pass go out in the check phase. */
-	uv_check_t flush;
-	struct conn *corked;
 	/* Messages from the main thread, under mu, delivered by wake. */
 	uv_async_t wake;
 	uv_mutex_t mu;
@@ -77,13 +75,7 @@ struct ssl_ctx_st **server_tls_load(const struct conf *c, struct buf *err,
     int *failed);
 void server_tls_free(struct ssl_ctx_st **ctx, size_t n);
 
-/* conn.c: writes what connections gathered this pass (the check phase). */
-void conn_flush_corked(uv_check_t *h);
-
-/* A connection closed: accept again if we were at the cap. */
-void server_conn_closed(struct server *s);
-/* Open connections over all workers, counted by conn.c. */
+/* Open connections over all workers. Safe from any thread. */
 unsigned long long server_connections(void);
-void server_count_conn(int delta);
 
 #endif

@@ -126,11 +126,17 @@ reap(struct upstream *u)
 static void
 socket_action(struct upstream *u, curl_socket_t fd, int flags)
 {
+	CURLMcode mc;
 	int running;
 
 	u->depth++;
-	curl_multi_socket_action(u->multi, fd, flags, &running);
+	mc = curl_multi_socket_action(u->multi, fd, flags, &running);
 	u->depth--;
+	/* The transfers it could not drive end through check_done (their
+	 * own errors); this says why the multi itself refused. */
+	if (mc != CURLM_OK)
+		log_warn("upstream: curl_multi_socket_action: %s",
+		    curl_multi_strerror(mc));
 	check_done(u);
 	reap(u);
 }
@@ -347,7 +353,11 @@ upstream_new(uv_loop_t *loop, const struct conf *c)
 		free(u);
 		return NULL;
 	}
-	uv_timer_init(loop, &u->timer);
+	if (uv_timer_init(loop, &u->timer) != 0) {
+		curl_multi_cleanup(u->multi);
+		free(u);
+		return NULL;
+	}
 	u->timer.data = u;
 	ssl = curl_version_info(CURLVERSION_NOW)->ssl_version;
 	u->openssl = ssl && strncmp(ssl, "OpenSSL/", 8) == 0;
