@@ -985,24 +985,30 @@ req_message(struct req *r)
 	struct decision d;
 	const char *why = NULL;
 	double wait;
+	struct params_limits lim = {
+		(size_t)r->conf->limits.max_params,
+		(size_t)r->conf->limits.max_batch_calls
+	};
+	int status = 400;   /* 413 when a count limit is passed */
 
 	if (cl->has_rate && (wait = rate_take(cl)) > 0) {
 		req_refuse(r, 429, "rate_limited", "rate limit exceeded", 0, wait);
 		return;
 	}
-	if (params_parse(&r->arena, &r->call.params, r->query, strlen(r->query),
-	    &why) == -1)
+	if (params_parse_limited(&r->arena, &r->call.params, r->query,
+	    strlen(r->query), &lim, &status, &why) == -1)
 		goto bad;
 	if (r->http.body.len) {
 		if (!params_body_ok(r->http.body.p, r->http.body.len)) {
 			why = "raw CR, LF or NUL in the body";
 			goto bad;
 		}
-		if (params_parse(&r->arena, &r->call.params, r->http.body.p,
-		    r->http.body.len, &why) == -1)
+		if (params_parse_limited(&r->arena, &r->call.params,
+		    r->http.body.p, r->http.body.len, &lim, &status, &why) == -1)
 			goto bad;
 	}
-	if (call_parse(&r->arena, &r->call, r->function, &why) == -1)
+	if (call_parse_limited(&r->arena, &r->call, r->function, &lim,
+	    &status, &why) == -1)
 		goto bad;
 	r->have_call = 1;
 	if (policy_check(cl, &r->call, &d) == -1) {
@@ -1039,7 +1045,7 @@ req_message(struct req *r)
 	}
 	return;
 bad:
-	req_refuse(r, 400, "bad_request", why, 0, 0);
+	req_refuse(r, status, code_for(status), why, 0, 0);
 }
 
 /* ---- reading ---- */
