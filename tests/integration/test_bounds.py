@@ -51,6 +51,9 @@ def check_refused(t, g, resp, status, code, reason=None):
         if reason not in got:
             raise AssertionError(f"reason {got!r} does not say {reason!r}")
     d = check_deny(g, rid, status, code)
+    if reason and reason not in (d["decision"].get("reason") or ""):
+        raise AssertionError(f"deny decision.reason {d['decision'].get('reason')!r} "
+                             f"does not say {reason!r}")
     eq(t.standin.requests(), [], "requests WHM received")
     return d
 
