@@ -680,6 +680,20 @@ test_duplicates_property(void)
 		}
 		dups += want;
 	}
+	/* Large lists: one repeat anywhere among 20,000 names is found. */
+	{
+		static const size_t at[] = { 0, 1, 9999, 19998 };
+		size_t a;
+		many(&q, "n", 20000);
+		CHECK(mkcall_lim(&c, "listaccts", q.p, NULL, 1u << 20, 64,
+		    &status, &why) == 0);
+		for (a = 0; a < sizeof(at) / sizeof(at[0]); a++) {
+			many(&q, "n", 20000);
+			buf_printf(&q, "&n%zu=again", at[a]);
+			CHECK(mkcall_lim(&c, "listaccts", q.p, NULL, 1u << 20,
+			    64, &status, &why) == -1 && status == 400);
+		}
+	}
 	CHECK(names != NULL);
 	CHECK(disagree == 0);
 	CHECK(dups > 300 && dups < 2700);    /* both cases were exercised */
