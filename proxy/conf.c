@@ -6,6 +6,7 @@
  * problem in one run. Nothing is applied until the whole file is valid. */
 #define _GNU_SOURCE
 #include "conf.h"
+#include "params.h"
 #include "syslog.h"
 #include "util.h"
 
@@ -708,6 +709,9 @@ LIMIT_FIELD(header_timeout_ms, 1, 3600000)
 LIMIT_FIELD(idle_timeout_ms, 1, 86400000)
 LIMIT_FIELD(max_connections, 1, 1000000)
 LIMIT_FIELD(shutdown_timeout_ms, 0, 3600000)
+LIMIT_FIELD(max_params, 1, 1048576)
+LIMIT_FIELD(max_batch_calls, 1, 65536)
+LIMIT_FIELD(body_timeout_ms, 1, 86400000)
 
 static const struct field limits_fields[] = {
 	{ "max_header_bytes", lim_max_header_bytes },
@@ -715,6 +719,9 @@ static const struct field limits_fields[] = {
 	{ "header_timeout_ms", lim_header_timeout_ms },
 	{ "idle_timeout_ms", lim_idle_timeout_ms },
 	{ "max_connections", lim_max_connections },
+	{ "max_params", lim_max_params },
+	{ "max_batch_calls", lim_max_batch_calls },
+	{ "body_timeout_ms", lim_body_timeout_ms },
 	{ "shutdown_timeout_ms", lim_shutdown_timeout_ms }, { NULL, NULL }
 };
 
@@ -1315,6 +1322,9 @@ set_defaults(struct conf *c)
 	c->limits.idle_timeout_ms = 60000;
 	c->limits.max_connections = 4096;
 	c->limits.shutdown_timeout_ms = 30000;
+	c->limits.max_params = PARAMS_MAX_DEFAULT;
+	c->limits.max_batch_calls = PARAMS_BATCH_MAX_DEFAULT;
+	c->limits.body_timeout_ms = 60000;
 	c->audit.file = xstrdup("logs/audit.jsonl");
 	c->audit.fsync = FSYNC_ALWAYS;
 }

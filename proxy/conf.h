@@ -92,6 +92,8 @@ struct conf {
 	struct {
 		long max_header_bytes, max_body_bytes, header_timeout_ms,
 		    idle_timeout_ms, max_connections, shutdown_timeout_ms;
+		long max_params, max_batch_calls; /* issue 16: 413 beyond */
+		long body_timeout_ms;    /* the whole body read (408) */
 	} limits;
 	struct {
 		char *file;

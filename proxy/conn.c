@@ -58,6 +58,7 @@ struct conn {
 	int closing, lingering, close_after, broken, feeding, reading;
 	int done;                  /* 0, or 1 + enum conn_end */
 	enum timer_kind timer_kind;
+	uint64_t body_deadline;    /* loop time by which the body must be in */
 	uv_shutdown_t shut;
 	struct conn_peer peer;
 	struct http_parser hp;
@@ -366,6 +367,19 @@ timer_set(struct conn *c, enum timer_kind k, long ms)
 	uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
 }
 
+/* While a body is read: each pause is bounded by idle_timeout_ms and the
+ * whole body by body_timeout_ms, so a body trickled a byte at a time is
+ * not held for ever. */
+static void
+body_timer(struct conn *c)
+{
+	uint64_t now = uv_now(c->set->loop), left;
+	long idle = c->set->conf->limits.idle_timeout_ms;
+
+	left = c->body_deadline > now ? c->body_deadline - now : 0;
+	timer_set(c, T_BODY, (uint64_t)idle < left ? idle : (long)left);
+}
+
 static void
 timer_off(struct conn *c)
 {
@@ -537,8 +551,9 @@ conn_feed(struct conn *c)
 			req_bad_framing(c->req, c->hp.status, c->hp.reason);
 			break;
 		case HEV_HEAD:
-			/* Reading the body: each pause is bounded. */
-			timer_set(c, T_BODY, c->set->conf->limits.idle_timeout_ms);
+			c->body_deadline = uv_now(c->set->loop) +
+			    (uint64_t)c->set->conf->limits.body_timeout_ms;
+			body_timer(c);
 			req_head(c->req);
 			break;
 		case HEV_DONE:
@@ -666,7 +681,7 @@ on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	if (c->req == NULL && c->timer_kind == T_IDLE)
 		timer_set(c, T_HEADER, c->set->conf->limits.header_timeout_ms);
 	else if (c->req && c->timer_kind == T_BODY)
-		timer_set(c, T_BODY, c->set->conf->limits.idle_timeout_ms);
+		body_timer(c);
 	conn_feed(c);
 }
 

@@ -8,11 +8,17 @@
 #include "params.h"
 
 #include <ctype.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
-#define PARAMS_MAX 1024
-#define BATCH_MAX 256
+const struct params_limits params_limits_default = {
+	PARAMS_MAX_DEFAULT, PARAMS_BATCH_MAX_DEFAULT
+};
 
 static int
 hexv(int c)
@@ -26,43 +32,41 @@ hexv(int c)
 	return -1;
 }
 
-/* Decodes one name or value: '+' is a space, %XX a byte. */
+/* Decodes one name or value ('+' is a space, %XX a byte) into *out, which
+ * has room for n + 1 bytes, and moves *out past the terminating NUL. */
 static char *
-form_decode(struct arena *a, const char *s, size_t n, const char **why)
+form_decode(char **out, const char *s, size_t n, const char **why)
 {
-	char *out = arena_alloc(a, n + 1);
+	char *d = *out;
 	size_t i, o = 0;
 	int hi, lo;
 
-	if (out == NULL) {
-		*why = "out of memory";
-		return NULL;
-	}
 	for (i = 0; i < n; i++) {
 		if (s[i] == '+') {
-			out[o++] = ' ';
+			d[o++] = ' ';
 		} else if (s[i] == '%') {
 			if (n - i < 3 || (hi = hexv(s[i + 1])) < 0 ||
 			    (lo = hexv(s[i + 2])) < 0) {
 				*why = "bad percent escape";
 				return NULL;
 			}
-			out[o++] = (char)(hi << 4 | lo);
+			d[o++] = (char)(hi << 4 | lo);
 			i += 2;
 		} else {
-			out[o++] = s[i];
+			d[o++] = s[i];
 		}
 	}
-	out[o] = '\0';
-	if (memchr(out, '\0', o) != NULL) {
+	d[o] = '\0';
+	if (memchr(d, '\0', o) != NULL) {
 		*why = "NUL in a parameter";
 		return NULL;
 	}
-	if (!utf8_valid(out, o)) {
+	if (!utf8_valid(d, o)) {
 		*why = "parameter is not valid UTF-8";
 		return NULL;
 	}
-	return out;
+	*out = d + o + 1;
+	return d;
 }
 
 /* Length of the base name: "user-12" -> 4; no -N suffix -> strlen. */
@@ -82,24 +86,51 @@ base_len(const char *name, int *indexed)
 	return (size_t)(dash - name);
 }
 
+/* The non-empty pieces of a form: what params_parse would add. */
+static size_t
+count_pieces(const char *s, size_t len)
+{
+	const char *end = s + len, *amp;
+	size_t n = 0;
+
+	while (s < end) {
+		amp = memchr(s, '&', (size_t)(end - s));
+		if (amp == NULL)
+			amp = end;
+		if (amp > s)
+			n++;
+		s = amp + 1;
+	}
+	return n;
+}
+
+/* Room for extra more entries, in one step: the array is grown once per
+ * parsed form, not doubled piece by piece (whose copies the arena would
+ * keep until the request ends). */
+static int
+params_reserve(struct arena *a, struct params *ps, size_t extra)
+{
+	struct param *v;
+
+	if (ps->cap - ps->n >= extra)
+		return 0;
+	if (extra > SIZE_MAX / sizeof(*v) - ps->n ||
+	    (v = arena_alloc(a, (ps->n + extra) * sizeof(*v))) == NULL)
+		return -1;
+	if (ps->n)
+		memcpy(v, ps->v, ps->n * sizeof(*v));
+	ps->v = v;
+	ps->cap = ps->n + extra;
+	return 0;
+}
+
 static int
 params_add(struct arena *a, struct params *ps, char *name, char *value)
 {
 	struct param *v;
-	size_t cap, bl;
+	size_t bl;
 	int indexed;
 
-	if (ps->n == PARAMS_MAX)
-		return -1;
-	if (ps->n == ps->cap) {
-		cap = ps->cap ? ps->cap * 2 : 16;
-		if ((v = arena_alloc(a, cap * sizeof(*v))) == NULL)
-			return -1;
-		if (ps->n)
-			memcpy(v, ps->v, ps->n * sizeof(*v));
-		ps->v = v;
-		ps->cap = cap;
-	}
 	bl = base_len(name, &indexed);
 	v = &ps->v[ps->n];
 	v->name = name;
@@ -113,12 +144,31 @@ params_add(struct arena *a, struct params *ps, char *name, char *value)
 }
 
 int
-params_parse(struct arena *a, struct params *ps, const char *s, size_t len,
+params_parse_limited(struct arena *a, struct params *ps, const char *s,
+    size_t len, const struct params_limits *lim, int *status,
     const char **why)
 {
 	const char *end = s + len, *amp, *eq;
-	char *name, *value;
+	char *name, *value, *blk;
+	size_t pieces = count_pieces(s, len);
 
+	*status = 413;
+	if (pieces > lim->max_params || ps->n > lim->max_params - pieces) {
+		*why = "too many parameters";
+		return -1;
+	}
+	*status = 400;
+	if (pieces == 0)
+		return 0;
+	/* Every decoded string goes into one block: a piece decodes to at
+	 * most its own bytes plus two NULs (a name without '=' gets an empty
+	 * value), so the block is len + 2 * pieces, whatever the input. */
+	if (params_reserve(a, ps, pieces) == -1 ||
+	    len > SIZE_MAX - 2 * pieces ||
+	    (blk = arena_alloc(a, len + 2 * pieces)) == NULL) {
+		*why = "out of memory";
+		return -1;
+	}
 	while (s < end) {
 		amp = memchr(s, '&', (size_t)(end - s));
 		if (amp == NULL)
@@ -134,19 +184,29 @@ params_parse(struct arena *a, struct params *ps, const char *s, size_t len,
 			*why = "empty parameter name";
 			return -1;
 		}
-		if ((name = form_decode(a, s, (size_t)(eq - s), why)) == NULL)
+		if ((name = form_decode(&blk, s, (size_t)(eq - s), why)) == NULL)
 			return -1;
-		value = eq < amp ? form_decode(a, eq + 1,
-		    (size_t)(amp - eq - 1), why) : arena_strdup(a, "");
+		value = form_decode(&blk, eq < amp ? eq + 1 : amp,
+		    eq < amp ? (size_t)(amp - eq - 1) : 0, why);
 		if (value == NULL)
 			return -1;
 		if (params_add(a, ps, name, value) == -1) {
-			*why = "too many parameters";
+			*why = "out of memory";
 			return -1;
 		}
 		s = amp < end ? amp + 1 : end;
 	}
 	return 0;
+}
+
+int
+params_parse(struct arena *a, struct params *ps, const char *s, size_t len,
+    const char **why)
+{
+	int status;
+
+	return params_parse_limited(a, ps, s, len, &params_limits_default,
+	    &status, why);
 }
 
 size_t
@@ -199,20 +259,167 @@ valid_target_name(const char *s)
 	return 1;
 }
 
-/* Repeated names, except 'command' where allowed (batch's list form). */
+typedef int param_cmp(const struct param *, const struct param *);
+
+/* A stable merge sort of n entries, bottom-up: O(n log n) comparisons
+ * whatever the input (no quicksort worst case for a client to aim at).
+ * tmp holds n entries. */
+static void
+sort_params(const struct param **v, const struct param **tmp, size_t n,
+    param_cmp *cmp)
+{
+	const struct param **src = v, **dst = tmp, **t;
+	size_t w, lo, mid, hi, x, y, k;
+
+	for (w = 1; w < n; w *= 2) {
+		for (lo = 0; lo < n; lo += 2 * w) {
+			mid = n - lo > w ? lo + w : n;
+			hi = n - mid > w ? mid + w : n;
+			x = lo;
+			y = mid;
+			k = lo;
+			while (x < mid && y < hi)
+				dst[k++] = cmp(src[y], src[x]) < 0 ? src[y++] :
+				    src[x++];
+			while (x < mid)
+				dst[k++] = src[x++];
+			while (y < hi)
+				dst[k++] = src[y++];
+		}
+		t = src;
+		src = dst;
+		dst = t;
+	}
+	if (src != v)
+		memcpy(v, src, n * sizeof(*v));
+}
+
+/* SipHash-1-3 with a key drawn once per process: the names are the
+ * client's, so an unkeyed hash would let a client send names that all
+ * land in one slot and make the table a quadratic scan again. */
+static uint64_t sip_key[2];
+static pthread_once_t sip_once = PTHREAD_ONCE_INIT;
+
+static void
+sip_init(void)
+{
+	struct timespec ts;
+
+	if (RAND_bytes((unsigned char *)sip_key, sizeof(sip_key)) == 1)
+		return;
+	/* No randomness: still correct, only no longer unpredictable. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	sip_key[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL;
+	sip_key[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&ts;
+}
+
+#define SIP_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIP_ROUND do {                                                     \
+	v0 += v1; v1 = SIP_ROTL(v1, 13); v1 ^= v0; v0 = SIP_ROTL(v0, 32);  \
+	v2 += v3; v3 = SIP_ROTL(v3, 16); v3 ^= v2;                          \
+	v0 += v3; v3 = SIP_ROTL(v3, 21); v3 ^= v0;                          \
+	v2 += v1; v1 = SIP_ROTL(v1, 17); v1 ^= v2; v2 = SIP_ROTL(v2, 32);  \
+} while (0)
+
+static uint64_t
+sip_hash(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	uint64_t v0 = 0x736f6d6570736575ULL ^ sip_key[0];
+	uint64_t v1 = 0x646f72616e646f6dULL ^ sip_key[1];
+	uint64_t v2 = 0x6c7967656e657261ULL ^ sip_key[0];
+	uint64_t v3 = 0x7465646279746573ULL ^ sip_key[1];
+	uint64_t m, b = (uint64_t)n << 56;
+	size_t i;
+
+	for (; n >= 8; n -= 8, p += 8) {
+		for (m = 0, i = 0; i < 8; i++)
+			m |= (uint64_t)p[i] << (8 * i);
+		v3 ^= m;
+		SIP_ROUND;
+		v0 ^= m;
+	}
+	for (i = 0; i < n; i++)
+		b |= (uint64_t)p[i] << (8 * i);
+	v3 ^= b;
+	SIP_ROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIP_ROUND;
+	SIP_ROUND;
+	SIP_ROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* Repeated names, except 'command' where allowed (batch's list form),
+ * through a hash table: expected time linear in the names' bytes.
+ * Comparing every pair cost 0.47 s for a 1 MB batch (issue 16). */
 static int
 check_duplicates(const struct params *ps, int allow_command, const char **why)
 {
-	size_t i, j;
+	size_t n = ps->n, cap = 16, i, j, k, len;
+	uint32_t *slot;
+	uint64_t *h;
+	const char *name;
+	int rc = 0;
 
-	for (i = 0; i < ps->n; i++)
-		for (j = 0; j < i; j++)
-			if (strcmp(ps->v[i].name, ps->v[j].name) == 0 &&
-			    !(allow_command &&
-			    strcmp(ps->v[i].name, "command") == 0)) {
+	if (n < 2)
+		return 0;
+	while (cap < 2 * n)
+		cap *= 2;
+	pthread_once(&sip_once, sip_init);
+	slot = n < UINT32_MAX ? calloc(cap, sizeof(*slot)) : NULL;
+	h = malloc(n * sizeof(*h));
+	if (slot == NULL || h == NULL) {
+		*why = "out of memory";
+		rc = -1;
+		goto out;
+	}
+	for (i = 0; i < n && rc == 0; i++) {
+		name = ps->v[i].name;
+		if (allow_command && strcmp(name, "command") == 0)
+			continue;
+		len = strlen(name);
+		h[i] = sip_hash(name, len);
+		for (j = h[i] & (cap - 1); slot[j]; j = (j + 1) & (cap - 1)) {
+			k = slot[j] - 1;
+			if (h[k] == h[i] && strcmp(ps->v[k].name, name) == 0) {
 				*why = "a parameter name appears twice";
+				rc = -1;
+				break;
+			}
+		}
+		slot[j] = (uint32_t)(i + 1);
+	}
+out:
+	free(slot);
+	free(h);
+	return rc;
+}
+
+/* WHM's other spellings of the cpanel selectors: whmgate checks the
+ * cpanel_jsonapi_* ones and forwards only what it checked, so a second
+ * spelling WHM might prefer (cpanel_xmlapi_user naming another account)
+ * is refused wherever it appears, in any case and as a -N copy. */
+static int
+check_xmlapi(const struct params *ps, const char **why)
+{
+	static const char *const names[] = {
+		"cpanel_xmlapi_module", "cpanel_xmlapi_func",
+		"cpanel_xmlapi_user", "cpanel_xmlapi_apiversion"
+	};
+	size_t i, k;
+
+	for (i = 0; i < ps->n; i++) {
+		if (strncasecmp(ps->v[i].base, "cpanel_xmlapi_", 14) != 0)
+			continue;
+		for (k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+			if (strcasecmp(ps->v[i].base, names[k]) == 0) {
+				*why = "cpanel_xmlapi_* parameters are not "
+				    "accepted: use cpanel_jsonapi_*";
 				return -1;
 			}
+	}
 	return 0;
 }
 
@@ -310,16 +517,56 @@ cmp_index(const char *a, const char *b)
 }
 
 static int
-parse_batch(struct arena *a, struct call *c, const char **why)
+cmp_command(const struct param *x, const struct param *y)
+{
+	if (!x->indexed || !y->indexed)
+		return x->indexed - y->indexed;
+	return cmp_index(strrchr(x->name, '-') + 1, strrchr(y->name, '-') + 1);
+}
+
+/* The counts of a batch, taken before anything in it is decoded: its
+ * sub-calls, and its parameters with every sub-call's arguments. */
+static int
+batch_counts(const struct call *c, const struct params_limits *lim,
+    int *status, const char **why)
+{
+	const struct params *ps = &c->params;
+	size_t i, n = 0, args = 0;
+	const char *q;
+
+	for (i = 0; i < ps->n; i++) {
+		if (strcmp(ps->v[i].base, "command") != 0)
+			continue;
+		n++;
+		if ((q = strchr(ps->v[i].value, '?')) != NULL)
+			args += count_pieces(q + 1, strlen(q + 1));
+	}
+	if (n > lim->max_batch_calls) {
+		*status = 413;
+		*why = "too many batch calls";
+		return -1;
+	}
+	if (args > lim->max_params - ps->n) {
+		*status = 413;
+		*why = "too many parameters";
+		return -1;
+	}
+	return 0;
+}
+
+static int
+parse_batch(struct arena *a, struct call *c, const struct params_limits *lim,
+    int *status, const char **why)
 {
 	const struct params *ps = &c->params;
 	const struct param **cmds;
-	size_t i, j, n = 0, nplain = 0, nindexed = 0;
+	struct params_limits sublim = *lim;
+	size_t i, n = 0, nplain = 0, nindexed = 0, used = ps->n;
 	struct subcall *s;
 	const char *q, *fn;
+	int rc = -1;
 
-	cmds = arena_alloc(a, (ps->n + 1) * sizeof(*cmds));
-	if (cmds == NULL) {
+	if ((cmds = malloc(2 * (ps->n + 1) * sizeof(*cmds))) == NULL) {
 		*why = "out of memory";
 		return -1;
 	}
@@ -334,46 +581,23 @@ parse_batch(struct arena *a, struct call *c, const char **why)
 	}
 	if (nplain > 1 && nindexed) {
 		*why = "repeated command and command-N mixed";
-		return -1;
+		goto out;
 	}
 	if (n == 0) {
 		*why = "batch without commands";
-		return -1;
+		goto out;
 	}
-	if (n > BATCH_MAX) {
-		*why = "too many batch commands";
-		return -1;
-	}
-	/* Stable insertion sort: plain copies first, then by index. */
-	for (i = 1; i < n; i++) {
-		const struct param *x = cmds[i];
-		for (j = i; j > 0; j--) {
-			const struct param *y = cmds[j - 1];
-			int before;
-			if (!x->indexed)
-				before = y->indexed;
-			else if (!y->indexed)
-				before = 0;
-			else
-				before = cmp_index(strrchr(x->name, '-') + 1,
-				    strrchr(y->name, '-') + 1) < 0;
-			if (!before)
-				break;
-			cmds[j] = y;
-		}
-		cmds[j] = x;
-	}
+	/* Plain copies first in the order sent, then by index. */
+	sort_params(cmds, cmds + n, n, cmp_command);
 	for (i = 1; i < n; i++)
 		if (cmds[i]->indexed && cmds[i - 1]->indexed &&
-		    cmp_index(strrchr(cmds[i]->name, '-') + 1,
-		    strrchr(cmds[i - 1]->name, '-') + 1) == 0) {
+		    cmp_command(cmds[i], cmds[i - 1]) == 0) {
 			*why = "two batch commands with the same index";
-			return -1;
+			goto out;
 		}
-	c->subs = arena_alloc(a, n * sizeof(*c->subs));
-	if (c->subs == NULL) {
+	if ((c->subs = arena_alloc(a, n * sizeof(*c->subs))) == NULL) {
 		*why = "out of memory";
-		return -1;
+		goto out;
 	}
 	memset(c->subs, 0, n * sizeof(*c->subs));
 	for (i = 0; i < n; i++) {
@@ -383,35 +607,44 @@ parse_batch(struct arena *a, struct call *c, const char **why)
 		    (size_t)(q - cmds[i]->value)) : cmds[i]->value;
 		if (fn == NULL || !params_valid_function(fn)) {
 			*why = "bad batch command function name";
-			return -1;
+			goto out;
 		}
 		s->function = (char *)fn;
 		s->rule_name = fn;
-		if (q && params_parse(a, &s->params, q + 1, strlen(q + 1),
-		    why) == -1)
-			return -1;
+		/* What is left of the request's budget (batch_counts saw
+		 * that it suffices; this keeps each parse bounded anyway). */
+		sublim.max_params = lim->max_params - used;
+		if (q && params_parse_limited(a, &s->params, q + 1,
+		    strlen(q + 1), &sublim, status, why) == -1)
+			goto out;
+		used += s->params.n;
 		if (check_duplicates(&s->params, 0, why) ||
-		    check_api_version(&s->params, why))
-			return -1;
+		    check_api_version(&s->params, why) ||
+		    check_xmlapi(&s->params, why))
+			goto out;
 		if (strcmp(fn, "cpanel") == 0 || strcmp(fn, "uapi_cpanel") == 0) {
 			struct call inner;
 			memset(&inner, 0, sizeof(inner));
 			inner.kind = fn[0] == 'c' ? CALL_CPANEL : CALL_UAPI;
 			inner.params = s->params;
 			if (parse_cpanel(a, &inner, why) == -1)
-				return -1;
+				goto out;
 			s->rule_name = inner.rule_name;
 			s->cuser = inner.cuser;
 		}
 	}
 	c->nsubs = n;
-	return 0;
+	rc = 0;
+out:
+	free(cmds);
+	return rc;
 }
 
 int
-call_parse(struct arena *a, struct call *c, const char *function,
-    const char **why)
+call_parse_limited(struct arena *a, struct call *c, const char *function,
+    const struct params_limits *lim, int *status, const char **why)
 {
+	*status = 400;
 	c->function = function;
 	c->rule_name = function;
 	if (strcmp(function, "batch") == 0)
@@ -422,17 +655,37 @@ call_parse(struct arena *a, struct call *c, const char *function,
 		c->kind = CALL_UAPI;
 	else
 		c->kind = CALL_PLAIN;
+	/* Counts first: a request over a limit is refused before its
+	 * sub-calls cost anything. */
+	if (c->params.n > lim->max_params) {
+		*status = 413;
+		*why = "too many parameters";
+		return -1;
+	}
+	if (c->kind == CALL_BATCH && batch_counts(c, lim, status, why) == -1)
+		return -1;
 	if (check_duplicates(&c->params, c->kind == CALL_BATCH, why) ||
-	    check_api_version(&c->params, why))
+	    check_api_version(&c->params, why) ||
+	    check_xmlapi(&c->params, why))
 		return -1;
 	/* WHM reads the plain name: add it unless it is there (a lone
 	 * api.version-N copy does not select API 1). */
 	c->add_api_version = params_count(&c->params, "api.version", 1) == 0;
 	if (c->kind == CALL_BATCH)
-		return parse_batch(a, c, why);
+		return parse_batch(a, c, lim, status, why);
 	if (c->kind == CALL_CPANEL || c->kind == CALL_UAPI)
 		return parse_cpanel(a, c, why);
 	return 0;
+}
+
+int
+call_parse(struct arena *a, struct call *c, const char *function,
+    const char **why)
+{
+	int status;
+
+	return call_parse_limited(a, c, function, &params_limits_default,
+	    &status, why);
 }
 
 int

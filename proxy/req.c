@@ -740,9 +740,14 @@ void
 req_message(struct req *r)
 {
 	const struct client *cl = r->client;
+	struct params_limits lim = {
+		(size_t)r->conf->limits.max_params,
+		(size_t)r->conf->limits.max_batch_calls
+	};
 	struct audit_event ev;
 	struct decision d;
 	const char *why = NULL;
+	int status = 400;            /* 413 when a count limit is passed */
 	double wait;
 
 	if (!r->http.keep_alive)
@@ -763,19 +768,21 @@ req_message(struct req *r)
 			return;
 		}
 	}
-	if (params_parse(&r->arena, &r->call.params, r->query, strlen(r->query),
-	    &why) == -1)
+	if (params_parse_limited(&r->arena, &r->call.params, r->query,
+	    strlen(r->query), &lim, &status, &why) == -1)
 		goto bad;
 	if (r->http.body.len) {
 		if (!params_body_ok(r->http.body.p, r->http.body.len)) {
+			status = 400;
 			why = "raw CR, LF or NUL in the body";
 			goto bad;
 		}
-		if (params_parse(&r->arena, &r->call.params, r->http.body.p,
-		    r->http.body.len, &why) == -1)
+		if (params_parse_limited(&r->arena, &r->call.params,
+		    r->http.body.p, r->http.body.len, &lim, &status, &why) == -1)
 			goto bad;
 	}
-	if (call_parse(&r->arena, &r->call, r->function, &why) == -1)
+	if (call_parse_limited(&r->arena, &r->call, r->function, &lim,
+	    &status, &why) == -1)
 		goto bad;
 	r->have_call = 1;
 	if (policy_check(cl, &r->call, &d) == -1) {
@@ -808,5 +815,5 @@ req_message(struct req *r)
 	}
 	return;
 bad:
-	refuse(r, 400, "bad_request", why, 0, 0);
+	refuse(r, status, code_for(status), why, 0, 0);
 }

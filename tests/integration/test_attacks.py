@@ -1140,3 +1140,112 @@ def test_attack_order(t):
     for name, raw, exp, close in rows:
         T.attack(name, raw, *exp, close=close)
     T.finish()
+
+
+# ---------------------------------------------------------------- bounds (issue 16)
+
+def test_attack_bounds(t):
+    """Parameter and sub-call counts over limits.max_params and
+    limits.max_batch_calls: 413 before anything is decoded, whatever else
+    is wrong with the parameters (but after 401 and 415); at the limits,
+    forwarded exactly."""
+    g, T = table(t, "bounds", {"max_params": 16, "max_batch_calls": 4})
+    P = "/json-api/listaccts"
+    bt = "/json-api/batch?"
+
+    def many(n, prefix="p"):
+        return "&".join(f"{prefix}{i}=v" for i in range(n))
+
+    rows = [
+        ("17 in the query", T.get(P + "?" + many(17)), B413),
+        ("17 with api.version", T.get(P + "?api.version=1&" + many(16)), B413),
+        ("8 in the query, 9 in the body", T.post(P + "?" + many(8, "q"), many(9, "b")), B413),
+        ("17 in the body", T.post(P, many(17)), B413),
+        ("17 valueless", T.get(P + "?" + "&".join(f"f{i}" for i in range(17))), B413),
+        ("over, with a bad escape first", T.get(P + "?x=%zz&" + many(16)), B413),
+        ("over, with a duplicate", T.get(P + "?" + many(16) + "&p0=v"), B413),
+        ("over, with api.version=0", T.get(P + "?api.version=0&" + many(16)), B413),
+        ("over, on a function not allowed", T.get("/json-api/removeacct?" + many(17)), B413),
+        ("over, on cpanel without a module", T.get("/json-api/cpanel?" + many(17)), B413),
+        ("5 commands", T.get(bt + "&".join(["command=listaccts"] * 5)), B413),
+        ("5 command-N", T.get(bt + "&".join(f"command-{i}=listaccts" for i in range(5))),
+         B413),
+        ("5 commands, query and body", T.post(bt + "command=listaccts&command=listaccts",
+                                              "&".join(["command=listaccts"] * 3)), B413),
+        ("5 commands mixed forms", T.get(bt + "command=a&command=b&command-1=c&command-2=d"
+                                         "&command-3=e"), B413),
+        ("sub-call arguments over",
+         T.get(bt + "command=" + enc("listaccts?" + many(14)) + "&command=listaccts&x=1")),
+        ("sub-call arguments over, bad escape in the first sub-call",
+         T.get(bt + "command=" + enc("listaccts?x=%zz") + "&command=" +
+               enc("listaccts?" + many(14)))),
+        ("sub-call arguments over, nested batch",
+         T.get(bt + "command=" + enc("batch?" + many(16)))),
+        ("5 commands, disallowed sub-call", T.get(bt + "&".join(["command=removeacct"] * 5)),
+         B413),
+    ]
+    for row in rows:
+        name, raw = row[0], row[1]
+        exp = row[2] if len(row) > 2 else B413
+        T.attack(name, raw, *exp)
+    # The count is a parameters step: authentication and media type first.
+    T.attack("401 before the count", T.get(P + "?" + many(17), auth=False), *B401)
+    T.attack("415 before the count", T.post(P, many(17), ctype="application/json"), *B415,
+             close=True)
+    # An empty piece is not a parameter.
+    T.twin("16 with empty pieces", T.get(P + "?&&" + many(15) + "&&&api.version=1&"),
+           dict({f"p{i}": "v" for i in range(15)}, **V1))
+    T.twin("16 across query and body", T.post(P + "?api.version=1&" + many(7, "q"),
+                                              many(8, "b")),
+           dict(V1, **{f"q{i}": "v" for i in range(7)}, **{f"b{i}": "v" for i in range(8)}),
+           method="POST")
+    T.twin("4 commands, 16 in all",
+           T.get(bt + "api.version=1&command=" + enc("listaccts?" + many(11)) +
+                 "&command=listaccts&command=listaccts&command=listaccts"),
+           dict(V1, **{"command-0": "listaccts?" + many(11), "command-1": "listaccts",
+                       "command-2": "listaccts", "command-3": "listaccts"}),
+           function="batch")
+    T.finish()
+
+
+def test_attack_xmlapi(t):
+    """cpanel_xmlapi_* (WHM's other spelling of the cpanel selectors, issue
+    16 item 6): a 400 wherever it appears, since whmgate checks and
+    forwards only cpanel_jsonapi_*."""
+    g, T = table(t, "xmlapi")
+    C = "/json-api/cpanel?api.version=1&cpanel_jsonapi_module=Email&" \
+        "cpanel_jsonapi_func=listpops&cpanel_jsonapi_user=cust1"
+    U = "/json-api/uapi_cpanel?api.version=1&cpanel.module=Email&" \
+        "cpanel.function=list_pops&cpanel.user=cust1"
+    cp = "cpanel?cpanel_jsonapi_module=Email&cpanel_jsonapi_func=listpops&" \
+         "cpanel_jsonapi_user=cust1"
+    bt = "/json-api/batch?api.version=1&"
+    for name in ("user", "module", "func", "apiversion"):
+        x = f"cpanel_xmlapi_{name}"
+        T.attack(f"cpanel + {x}", T.get(C + f"&{x}=root"), *B400)
+        T.attack(f"cpanel + {x}-1", T.get(C + f"&{x}-1=root"), *B400)
+        T.attack(f"cpanel + {x.upper()}", T.get(C + f"&{x.upper()}=root"), *B400)
+        T.attack(f"cpanel + {x} escaped", T.get(C + "&" + x.replace("_", "%5F") + "=root"),
+                 *B400)
+        T.attack(f"cpanel + {x} in the body", T.post(C, f"{x}=root"), *B400)
+        T.attack(f"uapi_cpanel + {x}", T.get(U + f"&{x}=root"), *B400)
+        T.attack(f"listaccts + {x}", T.get(GOOD + f"&{x}=root"), *B400)
+        T.attack(f"batch sub-call cpanel + {x}",
+                 T.get(bt + "command=" + enc(cp + f"&{x}=root")), *B400)
+        T.attack(f"batch second sub-call + {x}",
+                 T.get(bt + "command=listaccts&command=" + enc(f"listaccts?{x}=root")), *B400)
+        T.attack(f"batch outer + {x}", T.get(bt + f"command=listaccts&{x}=root"), *B400)
+    T.attack("xmlapi alone, no jsonapi",
+             T.get("/json-api/cpanel?cpanel_xmlapi_module=Email&cpanel_xmlapi_func=listpops"
+                   "&cpanel_xmlapi_user=cust1"), *B400)
+    # Before the policy: a disallowed target with the xmlapi user is a 400.
+    T.attack("before policy", T.get("/json-api/cpanel?cpanel_jsonapi_module=Email&"
+                                    "cpanel_jsonapi_func=addpop&cpanel_xmlapi_user=root"),
+             *B400)
+    T.twin("cpanel without xmlapi", T.get(C),
+           {"api.version": "1", "cpanel_jsonapi_module": "Email",
+            "cpanel_jsonapi_func": "listpops", "cpanel_jsonapi_user": "cust1"},
+           function="cpanel")
+    T.twin("batch cpanel without xmlapi", T.get(bt + "command=" + enc(cp)),
+           dict(V1, **{"command-0": cp}), function="batch")
+    T.finish()

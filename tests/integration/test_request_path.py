@@ -251,3 +251,38 @@ def test_request_slow_reader_cut(t):
     s.close()
     assert got < 8_000_000, f"the client got the whole answer ({got} bytes)"
     t.note(f"cut after {got} bytes")
+
+
+def test_request_body_trickle_deadline(t):
+    """A body trickled a byte at a time, each pause shorter than
+    idle_timeout_ms, is cut at body_timeout_ms with 408 and its deny
+    record (it used to be held as long as the client kept trickling)."""
+    conf = t.conf()
+    conf["limits"] = {"idle_timeout_ms": 1000, "body_timeout_ms": 1500}
+    g = t.gate(conf)
+    t.standin.reset()
+    s = socket.create_connection(("127.0.0.1", g.port), timeout=10 * t.session.slow)
+    s.sendall((f"POST /json-api/listaccts HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {t.key('billing')}\r\n"
+               f"Content-Type: application/x-www-form-urlencoded\r\n"
+               f"Content-Length: 1000\r\n\r\n").encode())
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.is_set():
+            try:
+                s.send(b"a")
+            except OSError:
+                return
+            time.sleep(0.2)
+    th = threading.Thread(target=trickle)
+    th.start()
+    try:
+        r = read_response(s)
+    finally:
+        stop.set()
+        th.join()
+        s.close()
+    rid = check_error(r, 408, "request_timeout")
+    eq([x["type"] for x in g.records(rid)], ["deny"], "records")
+    eq(t.standin.requests(), [], "what WHM received")

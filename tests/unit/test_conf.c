@@ -553,6 +553,69 @@ test_spec_example(void)
 	}
 }
 
+/* The request bounds of issue 16: defaults, values taken, and values
+ * out of range refused with their paths. */
+static void
+test_request_bounds(void)
+{
+#define BOUNDS_CONF(lim) "{\"listen\": [\"127.0.0.1:8080\"], " \
+	"\"upstream\": {\"url\": \"https://whm.example.com\"}, " \
+	"\"limits\": " lim ", \"clients\": {\"b\": {\"keys\": " \
+	"[\"sha256:" H64 "\"], " CLIENT_OK ", \"allow\": {}}}}"
+	static const struct { const char *text, *err; } bad[] = {
+		{ BOUNDS_CONF("{\"max_params\": 0}"),
+		  "$.limits.max_params: must be between 1 and 1048576" },
+		{ BOUNDS_CONF("{\"max_params\": 1048577}"),
+		  "$.limits.max_params: must be between 1 and 1048576" },
+		{ BOUNDS_CONF("{\"max_batch_calls\": 0}"),
+		  "$.limits.max_batch_calls: must be between 1 and 65536" },
+		{ BOUNDS_CONF("{\"max_batch_calls\": \"64\"}"), NULL },
+		{ BOUNDS_CONF("{\"body_timeout_ms\": 0}"),
+		  "$.limits.body_timeout_ms: must be between 1 and 86400000" },
+		{ BOUNDS_CONF("{\"max_param\": 10}"),
+		  "$.limits.max_param: unknown key" },
+	};
+	struct buf errs;
+	struct conf *c;
+	size_t i;
+
+	c = parse(BOUNDS_CONF("{}"), &errs);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK(c->limits.max_params == 1024);
+		CHECK(c->limits.max_batch_calls == 64);
+		CHECK(c->limits.body_timeout_ms == 60000);
+	} else {
+		printf("%s", errs.p);
+	}
+	conf_unref(c);
+	buf_fini(&errs);
+	c = parse(BOUNDS_CONF("{\"max_params\": 5000, \"max_batch_calls\": "
+	    "200, \"body_timeout_ms\": 1500}"), &errs);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK(c->limits.max_params == 5000);
+		CHECK(c->limits.max_batch_calls == 200);
+		CHECK(c->limits.body_timeout_ms == 1500);
+	}
+	conf_unref(c);
+	buf_fini(&errs);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		c = parse(bad[i].text, &errs);
+		CHECK(c == NULL);
+		if (bad[i].err) {
+			CHECK(count_line(&errs, bad[i].err) == 1);
+			CHECK(count_lines(&errs) == 1);
+			if (count_line(&errs, bad[i].err) != 1)
+				printf("  want %s, got:\n%s", bad[i].err,
+				    errs.p ? errs.p : "");
+		}
+		conf_unref(c);
+		buf_fini(&errs);
+	}
+#undef BOUNDS_CONF
+}
+
 int
 main(void)
 {
@@ -562,5 +625,6 @@ main(void)
 	test_problems();
 	test_syntax();
 	test_spec_example();
+	test_request_bounds();
 	return unit_report();
 }
