@@ -963,9 +963,11 @@ on_durable(void *arg, int ok)
 	r->state = R_UPSTREAM;
 	r->t_up = time_ms();
 	if (outcome_init(&r->oc) == 0)
-		/* Only batch and uapi_cpanel need anything from data. */
-		r->oc.skip_data = r->call.kind == CALL_PLAIN ||
-		    r->call.kind == CALL_CPANEL;
+		/* The kind says what the reader wants from data (nothing,
+		 * for a plain call: it steps over it). */
+		outcome_set_kind(&r->oc, r->call.kind == CALL_BATCH ?
+		    OUTCOME_BATCH : r->call.kind == CALL_CPANEL ? OUTCOME_CPANEL :
+		    r->call.kind == CALL_UAPI ? OUTCOME_UAPI : OUTCOME_PLAIN);
 	if (nomem || r->oc.h == NULL ||
 	    (r->up = upstream_start(r->srv->up, r->conf, r->client, &call,
 	    &up_ops, r)) == NULL) {
