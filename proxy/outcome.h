@@ -89,7 +89,8 @@ struct outcome {
 };
 
 /* Returns 0, -1 if the parser could not be allocated. The reader starts
- * as for a plain call (outcome_set_kind to change it) without the skip. */
+ * as for a plain call (outcome_set_kind to change it) without the skip.
+ * o->reason points into o itself: an outcome is read in place, not copied. */
 int outcome_init(struct outcome *o);
 /* Before the first outcome_feed: what kind of call the answer is to. For
  * OUTCOME_PLAIN nothing in data is wanted and the reader steps over the
