@@ -178,6 +178,25 @@ watch_scalar(struct outcome *o, const char *s, size_t n, int is_string)
 	}
 }
 
+/* Sub-call i said (s, n): in its metadata.result, or (uapi) in its
+ * data.uapi.status. Its result is the UAPI call's verdict once known,
+ * unless WHM failed the sub-call itself, as for a call on its own. */
+static void
+sub_verdict(struct outcome *o, size_t i, const char *s, size_t n, int uapi)
+{
+	/* sub-calls without a verdict before this one: unknown */
+	while (o->nsubs <= i) {
+		o->sub_meta[o->nsubs] = o->sub_uapi[o->nsubs] = -1;
+		o->sub_result[o->nsubs++] = -1;
+	}
+	if (uapi)
+		o->sub_uapi[i] = to_long(s, n) ? 1 : 0;
+	else
+		o->sub_meta[i] = to_long(s, n) ? 1 : 0;
+	o->sub_result[i] = o->sub_meta[i] != 0 && o->sub_uapi[i] >= 0 ?
+	    o->sub_uapi[i] : o->sub_meta[i];
+}
+
 /* A scalar arrived at the current depth: is it one we want? The depth is
  * tested first: most scalars of a large body are nothing to us. */
 static void
@@ -199,16 +218,17 @@ scalar(struct outcome *o, const char *s, size_t n, int is_string)
 	}
 	switch (o->kind) {
 	case OUTCOME_BATCH:
-		/* data.result[i].metadata.result */
-		if (o->depth == 5 && key_is(o, 0, "data") &&
+		/* data.result[i].metadata.result and, for uapi_cpanel,
+		 * data.result[i].data.uapi.status */
+		if ((o->depth == 5 || o->depth == 6) && key_is(o, 0, "data") &&
 		    key_is(o, 1, "result") && o->f[2].is_array &&
-		    key_is(o, 3, "metadata") && key_is(o, 4, "result") &&
 		    o->f[2].index >= 0 && o->f[2].index < OUTCOME_MAX_SUBS) {
-			/* sub-calls without a verdict before this one:
-			 * unknown */
-			while (o->nsubs <= (size_t)o->f[2].index)
-				o->sub_result[o->nsubs++] = -1;
-			o->sub_result[o->f[2].index] = to_long(s, n) ? 1 : 0;
+			if (o->depth == 5 && key_is(o, 3, "metadata") &&
+			    key_is(o, 4, "result"))
+				sub_verdict(o, (size_t)o->f[2].index, s, n, 0);
+			else if (o->depth == 6 && key_is(o, 3, "data") &&
+			    key_is(o, 4, "uapi") && key_is(o, 5, "status"))
+				sub_verdict(o, (size_t)o->f[2].index, s, n, 1);
 		}
 		break;
 	case OUTCOME_CPANEL:

@@ -3,7 +3,8 @@
  * top-level object; for uapi_cpanel the UAPI call's own verdict
  * (data.uapi.status, its first errors entry); for cpanel (cPanel API 1/2
  * answers, in a cpanelresult envelope or bare) an inner error, a failed
- * event or data result; each batch sub-call's data.result[i].metadata.result.
+ * event or data result; each batch sub-call's data.result[i].metadata.result
+ * (and data.result[i].data.uapi.status for uapi_cpanel sub-calls).
  * Streaming (yajl's callback parser), any chunking, bounded memory: the
  * body is never buffered. */
 #ifndef WHMGATE_OUTCOME_H
@@ -86,6 +87,9 @@ struct outcome {
 	char inner_reason[OUTCOME_REASON];           /* if has_inner_reason */
 	char w_reason[OUTCOME_REASON];               /* if w_has_reason */
 	int sub_result[OUTCOME_MAX_SUBS];  /* -1 unknown, 0 failed, 1 ok */
+	/* What sub_result[i] is made of: the sub-call's metadata.result and,
+	 * for a uapi_cpanel sub-call, its data.uapi.status (-1 unknown). */
+	signed char sub_meta[OUTCOME_MAX_SUBS], sub_uapi[OUTCOME_MAX_SUBS];
 };
 
 /* Returns 0, -1 if the parser could not be allocated. The reader starts

@@ -157,3 +157,18 @@ def test_outcome_cpanel_api1(t):
     eq(body["result"]["status"], 0, "client got")
     eq(verdict(w), (0, 'Could not find function "nosuch" in module "Email"'),
        "verdict of a failed UAPI call through cpanel")
+
+
+def test_outcome_batch_uapi_subcalls(t):
+    """A uapi_cpanel sub-call of a batch: its calls[i].result is the UAPI
+    verdict, not WHM's per-sub-call metadata.result (1 for both here)."""
+    g = gate_for(t, "batch", "uapi_cpanel:Email::list_pops", "listaccts")
+    up = "uapi_cpanel?cpanel.module=Email&cpanel.function=list_pops&cpanel.user="
+    cmds = {"command-0": up + "cust1", "command-1": up + "root", "command-2": "listaccts"}
+    body, w = run_call(t, g, "batch", cmds)
+    subs = body["data"]["result"]
+    eq([s["metadata"]["result"] for s in subs], [1, 1, 1], "WHM's sub-call results curl got")
+    eq([s["data"]["uapi"]["status"] for s in subs[:2]], [1, 0], "UAPI statuses curl got")
+    eq([(c["function"], c["result"]) for c in w["calls"]],
+       [("uapi_cpanel", 1), ("uapi_cpanel", 0), ("listaccts", 1)], "whm.calls results")
+    eq(verdict(w), (1, "OK"), "the batch's own verdict")

@@ -67,6 +67,24 @@ static const struct ocase cases[] = {
 	{ "batch sub without metadata", "{\"data\":{\"result\":[{\"x\":1},"
 	  "{\"metadata\":{\"result\":0}}]},\"metadata\":{\"result\":0}}",
 	  0, 0, -1, NULL, 0, 2, { -1, 0 }, OUTCOME_BATCH },
+	/* uapi_cpanel sub-calls: the UAPI verdict, in either order, unless
+	 * WHM failed the sub-call; a uapi nested deeper is no verdict */
+	{ "batch uapi sub-calls", "{\"data\":{\"result\":[{\"metadata\":"
+	  "{\"result\":1,\"reason\":\"OK\"},\"data\":{\"uapi\":{\"errors\":"
+	  "[\"The user \\\"root\\\" does not exist.\"],\"status\":0}}},"
+	  "{\"data\":{\"uapi\":{\"status\":1}},\"metadata\":{\"result\":0}},"
+	  "{\"data\":{\"x\":{\"uapi\":{\"status\":0}}},\"metadata\":"
+	  "{\"result\":1}}]},\"metadata\":{\"result\":1,\"reason\":\"OK\"}}",
+	  0, 1, -1, "OK", 0, 3, { 0, 0, 1 }, OUTCOME_BATCH },
+	{ "batch uapi status before metadata", "{\"data\":{\"result\":[{\"data\":"
+	  "{\"uapi\":{\"status\":0}},\"metadata\":{\"result\":1}},{\"data\":"
+	  "{\"uapi\":{\"status\":1}}},{\"data\":{\"uapi\":{\"status\":1}},"
+	  "\"metadata\":{\"result\":1}}]}}",
+	  0, -1, -1, NULL, 0, 3, { 0, 1, 1 }, OUTCOME_BATCH },
+	{ "uapi sub-calls read only for batch", "{\"data\":{\"result\":[{\"data\":"
+	  "{\"uapi\":{\"status\":0}},\"metadata\":{\"result\":1}}]},"
+	  "\"metadata\":{\"result\":1}}", 0, 1, -1, NULL, 0, 0, { 0 },
+	  OUTCOME_PLAIN },
 	{ "HTML", "<html><body>502 Bad Gateway</body></html>",
 	  0, -1, -1, NULL, 1, 0, { 0 }, OUTCOME_PLAIN },
 	{ "truncated", "{\"metadata\":{\"result\":1,\"reason\":\"OK\"},\"data\":{",
