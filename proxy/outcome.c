@@ -204,6 +204,10 @@ scalar(struct outcome *o, const char *s, size_t n, int is_string)
 {
 	int b;
 
+	/* Most scalars of a batch answer are in its sub-calls' data. */
+	if (o->kind == OUTCOME_BATCH && o->depth != 2 && o->depth != 5 &&
+	    o->depth != 6)
+		return;
 	/* metadata.result / metadata.reason */
 	if (o->depth == 2 && key_is(o, 0, "metadata")) {
 		if (key_is(o, 1, "result")) {
