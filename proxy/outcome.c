@@ -42,42 +42,214 @@ to_long(const char *s, size_t n)
 	return strtol(tmp, NULL, 10);
 }
 
+/* Copies a reason, capped at a character boundary (yajl has checked the
+ * string is UTF-8): a cut inside a character would make the record's
+ * string invalid. */
+static void
+copy_reason(char *dst, const char *s, size_t n)
+{
+	if (n >= OUTCOME_REASON) {
+		n = OUTCOME_REASON - 1;
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(dst, s, n);
+	dst[n] = '\0';
+}
+
+/* The verdict from what is known so far; cheap, called on every change. */
+static void
+settle(struct outcome *o)
+{
+	o->result = o->meta_result;
+	o->has_reason = o->has_meta_reason;
+	o->reason = o->meta_reason;
+	/* A wrapper that failed is the verdict: the inner call never ran
+	 * (or WHM says so). Otherwise the call that ran decides. */
+	if (o->meta_result != 0 && o->inner_result >= 0) {
+		o->result = o->inner_result;
+		if (o->inner_result == 0) {
+			o->has_reason = o->has_inner_reason;
+			o->reason = o->inner_reason;
+		}
+	}
+	if (o->kind == OUTCOME_UAPI)
+		o->uapi_status = o->result;
+}
+
+/* The inner call failed; a reason (s, n) of priority prio replaces one
+ * of a lower priority (higher number): cpanelresult.error before a failed
+ * item's reason before event.reason; the first of equals stays. */
+static void
+inner_fail(struct outcome *o, const char *s, size_t n, int prio)
+{
+	o->inner_result = 0;
+	if (s != NULL && (!o->has_inner_reason || prio < o->inner_prio)) {
+		copy_reason(o->inner_reason, s, n);
+		o->has_inner_reason = 1;
+		o->inner_prio = prio;
+	}
+	settle(o);
+}
+
+/* The object of frame d (just opened): one whose members make a verdict?
+ * For cpanel, R is the cpanelresult object, or the top-level one when
+ * the answer is bare (API 1, UAPI through cpanel, cpsrvd's own errors). */
+static enum outcome_watch
+watch_of(const struct outcome *o, int d)
+{
+	int b;
+
+	if (o->kind == OUTCOME_UAPI)
+		return d == 2 && key_is(o, 0, "data") && key_is(o, 1, "uapi") ?
+		    WATCH_UAPI : WATCH_NONE;
+	if (o->kind != OUTCOME_CPANEL || d == 0)
+		return WATCH_NONE;
+	b = key_is(o, 0, "cpanelresult");
+	if (d == b + 1) {
+		if (key_is(o, b, "event"))
+			return WATCH_EVENT;
+		if (key_is(o, b, "data"))
+			return WATCH_DATA;
+		if (key_is(o, b, "result"))
+			return WATCH_URESULT;
+	} else if (d == b + 2 && key_is(o, b, "data") && o->f[b + 1].is_array) {
+		return WATCH_ITEM;
+	}
+	return WATCH_NONE;
+}
+
+/* The watched object closed: what it said. */
+static void
+watch_end(struct outcome *o)
+{
+	const char *why = o->w_has_reason ? o->w_reason : NULL;
+	size_t n = why ? strlen(why) : 0;
+
+	switch (o->watch) {
+	case WATCH_DATA:
+		/* cpsrvd's error shape is {"reason":..., "result":"0"}; an
+		 * API 1 answer's data.result is the function's output (a
+		 * "0" among them), so a result without a reason is no
+		 * verdict. */
+		if (o->w_result == 0 && why)
+			inner_fail(o, why, n, 2);
+		break;
+	case WATCH_ITEM:
+		if (o->w_result == 0)
+			inner_fail(o, why, n, 2);
+		break;
+	case WATCH_EVENT:
+	case WATCH_UAPI:
+	case WATCH_URESULT:
+		if (o->w_result == 0) {
+			inner_fail(o, why, n, o->watch == WATCH_EVENT ? 3 : 2);
+		} else if (o->w_result == 1 && o->inner_result == -1) {
+			o->inner_result = 1;
+			settle(o);
+		}
+		break;
+	case WATCH_NONE:
+		break;
+	}
+	o->watch = WATCH_NONE;
+}
+
+/* A scalar inside the watched object (depth > watch_frame). */
+static void
+watch_scalar(struct outcome *o, const char *s, size_t n, int is_string)
+{
+	int w = o->watch_frame;
+	int uapi = o->watch == WATCH_UAPI || o->watch == WATCH_URESULT;
+
+	if (o->depth == w + 1) {
+		if (key_is(o, w, uapi ? "status" : "result"))
+			o->w_result = to_long(s, n) ? 1 : 0;
+		else if (!uapi && is_string && key_is(o, w, "reason") &&
+		    !o->w_has_reason) {
+			copy_reason(o->w_reason, s, n);
+			o->w_has_reason = 1;
+		}
+	} else if (uapi && is_string && o->depth == w + 2 &&
+	    key_is(o, w, "errors") && o->f[w + 1].is_array &&
+	    o->f[w + 1].index == 0) {
+		copy_reason(o->w_reason, s, n);
+		o->w_has_reason = 1;
+	}
+}
+
+/* Sub-call i said (s, n): in its metadata.result, or (uapi) in its
+ * data.uapi.status. Its result is the UAPI call's verdict once known,
+ * unless WHM failed the sub-call itself, as for a call on its own. */
+static void
+sub_verdict(struct outcome *o, size_t i, const char *s, size_t n, int uapi)
+{
+	/* sub-calls without a verdict before this one: unknown */
+	while (o->nsubs <= i) {
+		o->sub_meta[o->nsubs] = o->sub_uapi[o->nsubs] = -1;
+		o->sub_result[o->nsubs++] = -1;
+	}
+	if (uapi)
+		o->sub_uapi[i] = to_long(s, n) ? 1 : 0;
+	else
+		o->sub_meta[i] = to_long(s, n) ? 1 : 0;
+	o->sub_result[i] = o->sub_meta[i] != 0 && o->sub_uapi[i] >= 0 ?
+	    o->sub_uapi[i] : o->sub_meta[i];
+}
+
 /* A scalar arrived at the current depth: is it one we want? The depth is
  * tested first: most scalars of a large body are nothing to us. */
 static void
 scalar(struct outcome *o, const char *s, size_t n, int is_string)
 {
+	int b;
+
+	/* Most scalars of a batch answer are in its sub-calls' data. */
+	if (o->kind == OUTCOME_BATCH && o->depth != 2 && o->depth != 5 &&
+	    o->depth != 6)
+		return;
 	/* metadata.result / metadata.reason */
 	if (o->depth == 2 && key_is(o, 0, "metadata")) {
 		if (key_is(o, 1, "result")) {
-			o->result = to_long(s, n) ? 1 : 0;
+			o->meta_result = to_long(s, n) ? 1 : 0;
+			settle(o);
 		} else if (key_is(o, 1, "reason") && is_string) {
-			/* Capped at a character boundary (yajl has checked
-			 * the string is UTF-8): a cut inside a character would
-			 * make the record's string invalid. */
-			if (n >= sizeof(o->reason)) {
-				n = sizeof(o->reason) - 1;
-				while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-					n--;
-			}
-			memcpy(o->reason, s, n);
-			o->reason[n] = '\0';
-			o->has_reason = 1;
+			copy_reason(o->meta_reason, s, n);
+			o->has_meta_reason = 1;
+			settle(o);
 		}
+		return;
 	}
-	/* data.uapi.status */
-	if (o->depth == 3 && key_is(o, 0, "data") && key_is(o, 1, "uapi") &&
-	    key_is(o, 2, "status"))
-		o->uapi_status = to_long(s, n) ? 1 : 0;
-	/* data.result[i].metadata.result (batch) */
-	if (o->depth == 5 && key_is(o, 0, "data") && key_is(o, 1, "result") &&
-	    o->f[2].is_array && key_is(o, 3, "metadata") &&
-	    key_is(o, 4, "result") && o->f[2].index >= 0 &&
-	    o->f[2].index < OUTCOME_MAX_SUBS) {
-		/* sub-calls without a verdict before this one: unknown */
-		while (o->nsubs <= (size_t)o->f[2].index)
-			o->sub_result[o->nsubs++] = -1;
-		o->sub_result[o->f[2].index] = to_long(s, n) ? 1 : 0;
+	switch (o->kind) {
+	case OUTCOME_BATCH:
+		/* data.result[i].metadata.result and, for uapi_cpanel,
+		 * data.result[i].data.uapi.status */
+		if ((o->depth == 5 || o->depth == 6) && key_is(o, 0, "data") &&
+		    key_is(o, 1, "result") && o->f[2].is_array &&
+		    o->f[2].index >= 0 && o->f[2].index < OUTCOME_MAX_SUBS) {
+			if (o->depth == 5 && key_is(o, 3, "metadata") &&
+			    key_is(o, 4, "result"))
+				sub_verdict(o, (size_t)o->f[2].index, s, n, 0);
+			else if (o->depth == 6 && key_is(o, 3, "data") &&
+			    key_is(o, 4, "uapi") && key_is(o, 5, "status"))
+				sub_verdict(o, (size_t)o->f[2].index, s, n, 1);
+		}
+		break;
+	case OUTCOME_CPANEL:
+		/* R.error: cPanel's own word that the call failed */
+		b = o->depth >= 2 && key_is(o, 0, "cpanelresult");
+		if (o->depth == b + 1 && is_string && n > 0 &&
+		    key_is(o, b, "error"))
+			inner_fail(o, s, n, 1);
+		else if (o->watch != WATCH_NONE && o->depth > o->watch_frame)
+			watch_scalar(o, s, n, is_string);
+		break;
+	case OUTCOME_UAPI:
+		if (o->watch != WATCH_NONE && o->depth > o->watch_frame)
+			watch_scalar(o, s, n, is_string);
+		break;
+	case OUTCOME_PLAIN:
+		break;
 	}
 }
 
@@ -137,6 +309,12 @@ push(struct outcome *o, int is_array)
 	o->f[o->depth].is_array = is_array;
 	o->f[o->depth].index = -1;
 	o->f[o->depth].key[0] = '\0';
+	if (o->kind >= OUTCOME_CPANEL && o->watch == WATCH_NONE && !is_array &&
+	    (o->watch = watch_of(o, o->depth)) != WATCH_NONE) {
+		o->watch_frame = o->depth;
+		o->w_result = -1;
+		o->w_has_reason = 0;
+	}
 	o->depth++;
 	return 1;
 }
@@ -160,6 +338,8 @@ on_end(void *ctx)
 
 	if (o->depth > 0)
 		o->depth--;
+	if (o->watch != WATCH_NONE && o->depth == o->watch_frame)
+		watch_end(o);
 	return 1;
 }
 
@@ -196,12 +376,24 @@ int
 outcome_init(struct outcome *o)
 {
 	memset(o, 0, offsetof(struct outcome, f));
+	o->kind = OUTCOME_PLAIN;
 	o->result = -1;
 	o->uapi_status = -1;
+	o->meta_result = -1;
+	o->inner_result = -1;
+	o->reason = o->meta_reason;
 	o->h = yajl_alloc(&callbacks, NULL, o);
 	if (o->h == NULL)
 		return -1;
 	return 0;
+}
+
+void
+outcome_set_kind(struct outcome *o, enum outcome_kind kind)
+{
+	o->kind = kind;
+	o->skip_data = kind == OUTCOME_PLAIN;
+	settle(o);
 }
 
 void

@@ -716,10 +716,12 @@ on_durable(void *arg, int ok)
 	call.url = url.p;
 	r->state = R_UPSTREAM;
 	r->t_up = time_ms();
+	/* What the reader looks for depends on the kind of call: plain
+	 * calls skip data, the others read their inner verdicts. */
 	if (outcome_init(&r->oc) == 0)
-		/* Only batch and uapi_cpanel need anything from data. */
-		r->oc.skip_data = r->call.kind == CALL_PLAIN ||
-		    r->call.kind == CALL_CPANEL;
+		outcome_set_kind(&r->oc, r->call.kind == CALL_BATCH ?
+		    OUTCOME_BATCH : r->call.kind == CALL_CPANEL ? OUTCOME_CPANEL :
+		    r->call.kind == CALL_UAPI ? OUTCOME_UAPI : OUTCOME_PLAIN);
 	if (nomem || r->oc.h == NULL ||
 	    (r->up = upstream_start(r->srv->up, r->conf, r->client, &call,
 	    &up_ops, r)) == NULL) {

@@ -87,6 +87,22 @@ api 'uapi_cpanel?api.version=1&cpanel.user=cust1&cpanel.module=Email&cpanel.func
 api 'uapi_cpanel?api.version=1&cpanel.user=cust1&cpanel.module=Email&cpanel.function=nope' \
     | check "uapi_cpanel unknown" 'd["metadata"]["result"] == 1 and d["data"]["uapi"]["status"] == 0
         and d["data"]["uapi"]["errors"]'
+# --- cpanel: cpsrvd's shapes, no WHM metadata
+cp='cpanel?api.version=1&cpanel_jsonapi_module=Email'
+api "$cp&cpanel_jsonapi_user=cust1&cpanel_jsonapi_apiversion=2&cpanel_jsonapi_func=listpops" \
+    | check "cpanel API 2" 'd["cpanelresult"]["event"]["result"] == 1 and "metadata" not in d
+        and d["cpanelresult"]["data"][0]["email"] == "info@cust1.example"'
+api "$cp&cpanel_jsonapi_user=cust1&cpanel_jsonapi_apiversion=2&cpanel_jsonapi_func=addpop&email=info" \
+    | check "cpanel API 2 failed item" 'd["cpanelresult"]["data"][0]["result"] == 0
+        and d["cpanelresult"]["error"] == d["cpanelresult"]["data"][0]["reason"]'
+api "$cp&cpanel_jsonapi_user=zz&cpanel_jsonapi_apiversion=2&cpanel_jsonapi_func=listpops" \
+    | check "cpanel API 2 bad user" 'd["cpanelresult"]["data"]["result"] == "0" and d["cpanelresult"]["error"]'
+api "$cp&user=cust2&cpanel_jsonapi_apiversion=1&cpanel_jsonapi_func=getdiskusage" \
+    | check "cpanel API 1 (user=)" 'd["data"] == {"result": "0"} and d["event"] == {"result": 1}'
+api "$cp&cpanel_jsonapi_user=zz&cpanel_jsonapi_apiversion=1&cpanel_jsonapi_func=listpops" \
+    | check "cpanel API 1 bad user" 'd["data"]["result"] == "0" and d["error"] and "cpanelresult" not in d'
+api "$cp&cpanel_jsonapi_user=cust1&cpanel_jsonapi_apiversion=3&cpanel_jsonapi_func=nope" \
+    | check "cpanel UAPI unknown" 'd["apiversion"] == 3 and d["result"]["status"] == 0 and d["result"]["errors"]'
 api 'batch?api.version=1&command-0=version&command-1=listaccts%3Fsearch%3Dcust1%26searchtype%3Duser&command-2=batch' \
     | check batch '[r["metadata"]["result"] for r in d["data"]["result"]] == [1, 1, 0]
         and len(d["data"]["result"][1]["data"]["acct"]) == 1'

@@ -292,7 +292,7 @@ def _batch(st, fn, p):
         sub_fn, _, args = p[k].partition("?")
         res = call(st, sub_fn, whm_merge(parse_form(args)), nested=True)
         results.append(res)
-        if abort and not res["metadata"]["result"]:
+        if abort and not res.get("metadata", {"result": 1})["result"]:
             return envelope(fn, {"result": results}, result=0,
                             reason=f"Batch aborted: command {i} ({sub_fn}) failed.")
     return envelope(fn, {"result": results})
@@ -318,6 +318,86 @@ def _uapi_cpanel(st, fn, p):
             "errors": [error] if error else None, "messages": None,
             "warnings": None, "metadata": {}}
     return envelope(fn, {"uapi": uapi})
+
+
+def cpsrvd_error(msg, apiversion):
+    """cpsrvd's own refusal of a cpanel call (Whostmgr::XMLUI::cPanel's
+    _format_error): wrapped in cpanelresult only when apiversion is "2"."""
+    body = {"data": {"reason": msg, "result": "0"}, "type": "text", "error": msg}
+    return {"cpanelresult": body} if apiversion == "2" else body
+
+
+def pops(a):
+    """An account's mail addresses: the stand-in keeps one, info@ its domain."""
+    return [f"info@{a['domain']}"]
+
+
+def _api2_addpop(a, p):
+    email = f"{p.get('email', '')}@{p.get('domain') or a['domain']}"
+    if email in pops(a):
+        why = f"The account {email} already exists!"
+        return [{"result": 0, "reason": why}], why
+    return [{"result": 1, "reason": ""}], None
+
+
+def _api2_delpop(a, p):
+    email = f"{p.get('email', '')}@{p.get('domain') or a['domain']}"
+    if email not in pops(a):
+        # a failed item without cpanelresult.error, as some API 2 calls answer
+        return [{"result": 0, "reason": f"The email account {email} does not exist."}], None
+    return [{"result": 1, "reason": ""}], None
+
+
+# cPanel API 2 through WHM's cpanel function: (data, error) per call.
+API2 = {"Email": {
+    "listpops": lambda a, p: ([{"email": e, "login": e} for e in pops(a)], None),
+    "addpop": _api2_addpop,
+    "delpop": _api2_delpop}}
+# cPanel API 1: data.result is the function's output (text), not a verdict.
+API1 = {"Email": {
+    "listpops": lambda a, p: " ".join(pops(a)),
+    "getdiskusage": lambda a, p: "0"}}
+
+
+@api("cpanel")
+def _cpanel(st, fn, p):
+    """cPanel API 1/2/UAPI as a user, the way cpsrvd answers it: no WHM
+    metadata; API 2 in a cpanelresult envelope, API 1 and UAPI bare."""
+    user = p.get("cpanel_jsonapi_user", p.get("user", ""))
+    mod, func = p.get("cpanel_jsonapi_module", ""), p.get("cpanel_jsonapi_func", "")
+    ver = p.get("cpanel_jsonapi_apiversion")
+    if user == "root":
+        return cpsrvd_error("The user \u201croot\u201d is not associated with a cPanel "
+                            "account and cannot call cPanel API 2", ver)
+    if user not in st.accounts:
+        return cpsrvd_error("User parameter is invalid or was not supplied", ver)
+    a = st.accounts[user]
+    if ver == "3":
+        res = {"status": 1, "errors": None, "messages": None, "warnings": None,
+               "metadata": {}, "data": None}
+        f = UAPI.get(mod, {}).get(func)
+        if f is None:
+            res.update(status=0, errors=[f'Could not find function "{func}" in module "{mod}"'])
+        else:
+            res["data"] = f(a, p)
+        return {"apiversion": 3, "module": mod, "func": func, "result": res}
+    if ver == "1":
+        f = API1.get(mod, {}).get(func)
+        out = f(a, p) if f else ""
+        return {"apiversion": "1", "module": mod, "func": func, "type": "event",
+                "source": "module", "data": {"result": out},
+                "event": {"result": 1 if f else 0}}
+    f = API2.get(mod, {}).get(func)
+    res = {"apiversion": 2, "module": mod, "func": func}
+    if f is None:
+        why = f"Could not find function \u201c{func}\u201d in module \u201c{mod}\u201d"
+        res.update(data=[], event={"result": 0, "reason": why}, error=why)
+    else:
+        data, error = f(a, p)
+        res.update(data=data, event={"result": 1})
+        if error:
+            res["error"] = error
+    return {"cpanelresult": res}
 
 
 # ---------------------------------------------------------------- big listaccts
