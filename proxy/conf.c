@@ -1047,18 +1047,14 @@ cl_inflight(struct loader *l, yajl_val v, const char *path, void *arg)
 
 /* ---- allow entries and constraints ---- */
 
+/* 1 if name is in WHM's list form (name-N), by params.c's rule. */
 static int
-has_index_suffix(const char *name)
+is_indexed(const char *name)
 {
-	const char *dash = strrchr(name, '-');
-	const char *p;
+	int indexed;
 
-	if (dash == NULL || dash[1] == '\0')
-		return 0;
-	for (p = dash + 1; *p; p++)
-		if (!isdigit((unsigned char)*p))
-			return 0;
-	return 1;
+	params_base_len(name, &indexed);
+	return indexed;
 }
 
 static void
@@ -1199,7 +1195,7 @@ load_allow(struct loader *l, yajl_val v, const char *path, struct client *cl)
 			co->path = cp;
 			if (co->param[0] == '\0')
 				conf_err(l, cp, "empty parameter name");
-			else if (has_index_suffix(co->param))
+			else if (is_indexed(co->param))
 				conf_err(l, cp, "name the plain parameter: a "
 				    "constraint applies to every -N copy");
 			walk_fields(l, cv->u.object.values[j], cp,

@@ -20,18 +20,6 @@ const struct params_limits params_limits_default = {
 	PARAMS_MAX_DEFAULT, PARAMS_BATCH_MAX_DEFAULT
 };
 
-static int
-hexv(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes one name or value ('+' is a space, %XX a byte) into *out, which
  * has room for n + 1 bytes, and moves *out past the terminating NUL. */
 static char *
@@ -45,8 +33,8 @@ form_decode(char **out, const char *s, size_t n, const char **why)
 		if (s[i] == '+') {
 			d[o++] = ' ';
 		} else if (s[i] == '%') {
-			if (n - i < 3 || (hi = hexv(s[i + 1])) < 0 ||
-			    (lo = hexv(s[i + 2])) < 0) {
+			if (n - i < 3 || (hi = hex_value(s[i + 1])) < 0 ||
+			    (lo = hex_value(s[i + 2])) < 0) {
 				*why = "bad percent escape";
 				return NULL;
 			}
@@ -69,9 +57,8 @@ form_decode(char **out, const char *s, size_t n, const char **why)
 	return d;
 }
 
-/* Length of the base name: "user-12" -> 4; no -N suffix -> strlen. */
-static size_t
-base_len(const char *name, int *indexed)
+size_t
+params_base_len(const char *name, int *indexed)
 {
 	const char *dash = strrchr(name, '-');
 	const char *p;
@@ -131,7 +118,7 @@ params_add(struct arena *a, struct params *ps, char *name, char *value)
 	size_t bl;
 	int indexed;
 
-	bl = base_len(name, &indexed);
+	bl = params_base_len(name, &indexed);
 	v = &ps->v[ps->n];
 	v->name = name;
 	v->value = value;

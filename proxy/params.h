@@ -99,6 +99,10 @@ int call_encode(const struct call *c, struct buf *out);
 /* Appends the application/x-www-form-urlencoded form of s. */
 int form_escape(struct buf *out, const char *s);
 
+/* Length of the base name: "user-12" -> 4 with *indexed 1; without a -N
+ * suffix, strlen with *indexed 0. */
+size_t params_base_len(const char *name, int *indexed);
+
 /* 1 if s is a function name: ^[a-z0-9_]+$ */
 int params_valid_function(const char *s);
 

@@ -290,8 +290,8 @@ hex_encode(const unsigned char *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static int
-hexval(char c)
+int
+hex_value(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -311,7 +311,7 @@ hex_decode(const char *in, unsigned char *out, size_t n)
 	if (strlen(in) != 2 * n)
 		return -1;
 	for (i = 0; i < n; i++) {
-		if ((hi = hexval(in[2 * i])) < 0 || (lo = hexval(in[2 * i + 1])) < 0)
+		if ((hi = hex_value(in[2 * i])) < 0 || (lo = hex_value(in[2 * i + 1])) < 0)
 			return -1;
 		out[i] = (unsigned char)(hi << 4 | lo);
 	}

@@ -49,6 +49,7 @@ int utf8_valid(const void *s, size_t n);
 size_t fmt_u64(char *out, unsigned long long v);
 void hex_encode(const unsigned char *in, size_t n, char *out); /* out: 2n+1 */
 int hex_decode(const char *in, unsigned char *out, size_t n); /* exactly 2n hex digits */
+int hex_value(int c);      /* 0..15 for a hex digit, else -1 */
 
 /* SHA-256 of n bytes into out[32]. */
 void sha256(const void *p, size_t n, unsigned char out[32]);
