@@ -683,11 +683,19 @@ up_maxconn(struct loader *l, yajl_val v, const char *path, void *arg)
 	    1, 100000);
 }
 
+static void
+up_idle(struct loader *l, yajl_val v, const char *path, void *arg)
+{
+	get_long(l, v, path, &((struct conf *)arg)->upstream.idle_timeout_ms,
+	    1, 86400000);
+}
+
 static const struct field upstream_fields[] = {
 	{ "url", up_url }, { "ca_file", up_ca }, { "pinned_pubkey", up_pin },
 	{ "insecure_skip_verify", up_insecure },
 	{ "connect_timeout_ms", up_connect }, { "timeout_ms", up_timeout },
-	{ "max_connections", up_maxconn }, { NULL, NULL }
+	{ "max_connections", up_maxconn }, { "idle_timeout_ms", up_idle },
+	{ NULL, NULL }
 };
 
 static void
@@ -1312,6 +1320,7 @@ set_defaults(struct conf *c)
 	c->upstream.connect_timeout_ms = 5000;
 	c->upstream.timeout_ms = 300000;
 	c->upstream.max_connections = 64;
+	c->upstream.idle_timeout_ms = 10000;
 	c->limits.max_header_bytes = 16384;
 	c->limits.max_body_bytes = 1048576;
 	c->limits.header_timeout_ms = 10000;

@@ -88,6 +88,7 @@ struct conf {
 		char *pinned_pubkey;
 		int insecure_skip_verify;
 		long connect_timeout_ms, timeout_ms, max_connections;
+		long idle_timeout_ms;    /* a pooled connection unused this long closes */
 	} upstream;
 	struct {
 		long max_header_bytes, max_body_bytes, header_timeout_ms,

@@ -613,17 +613,19 @@ on_up_data(void *arg, const char *p, size_t n)
 {
 	struct req *r = arg;
 
-	/* Backpressure: leave the piece with curl until the client has
-	 * taken most of what is queued (req_drained resumes). */
+	outcome_feed(&r->oc, p, n);
+	r->relayed += n;
+	/* A client that is gone holds WHM back; its connection closes in
+	 * its next step and req_abort records the 499. */
+	if (relay(r, p, n) == -1)
+		return 1;
+	/* Back-pressure: WHM waits until the client has taken most of what
+	 * is queued (req_drained resumes). */
 	if (conn_backlog(r->c) > OUT_HIGH) {
 		r->paused = 1;
 		return 1;
 	}
-	outcome_feed(&r->oc, p, n);
-	r->relayed += n;
-	/* A client that is gone stops the flow; its connection closes in
-	 * its next step and req_abort records the 499. */
-	return relay(r, p, n) == -1 ? 1 : 0;
+	return 0;
 }
 
 void
@@ -649,7 +651,8 @@ on_up_done(void *arg, const struct upstream_result *res)
 		log_info("request %s: upstream %s: %s", r->id, res->kind,
 		    res->detail);
 		buf_fini(&r->head);
-		end_set(r, res->err_status, res, res->err_code);
+		end_set(r, res->err_status, res, res->error ? res->error :
+		    res->err_code);
 		send_error(r, res->err_status, res->err_code,
 		    res->err_status == 504 ? "WHM did not answer in time" :
 		    "WHM is unavailable", 0);
@@ -702,8 +705,7 @@ on_durable(void *arg, int ok)
 	}
 	buf_init(&url);
 	/* -1 from any of these (out of memory) means no call */
-	nomem = buf_adds(&url, r->conf->upstream.base) |
-	    buf_adds(&url, "/json-api/") | buf_adds(&url, r->function);
+	nomem = buf_adds(&url, "/json-api/") | buf_adds(&url, r->function);
 	memset(&call, 0, sizeof(call));
 	call.request_id = r->id;
 	if (r->http.method_id == HTTP_GET) {
@@ -713,7 +715,7 @@ on_durable(void *arg, int ok)
 		call.body = r->upbody.p ? r->upbody.p : "";
 		call.body_len = r->upbody.len;
 	}
-	call.url = url.p;
+	call.target = url.p;
 	r->state = R_UPSTREAM;
 	r->t_up = time_ms();
 	/* What the reader looks for depends on the kind of call: plain

@@ -1,76 +1,117 @@
 /* upstream.c - see upstream.h.
  *
- * Ownership: struct upstream_req is owned by this module from start until
- * its completion is drained from curl_multi_info_read (or a cancel), and
- * freed there. curl's rules: no add/remove of handles from inside curl's
- * callbacks, so a cancel issued from inside one (u->depth > 0) is deferred
- * to the end of the curl call that is running. */
+ * libcurl does what it is best at, once per connection: connect, TLS,
+ * verification (CA store, host name, pin), connect timeout, with
+ * CURLOPT_CONNECT_ONLY through the multi handle on the libuv loop. Each
+ * call is then plain I/O on that connection: the request written with
+ * curl_easy_send, the answer read with curl_easy_recv and parsed by llhttp
+ * (HTTP_RESPONSE, strict). The per-transfer machinery of a curl transfer
+ * (URL parsing, header building, the connection look-up, a liveness peek)
+ * is not run per call.
+ *
+ * Ownership:
+ * - struct upstream (one per worker loop) owns its connections (struct
+ *   wconn, u->conns) and the multi handle they were made with. A
+ *   connection owns its easy handle, which stays in the multi for the
+ *   connection's life (curl closes a CONNECT_ONLY connection when its
+ *   handle leaves), and its idle timer; it is freed in that timer's close
+ *   callback, so a pointer to it stays valid until the loop's next pass.
+ * - The poll handle of a socket lives as long as the socket (opened in
+ *   on_curl_open, closed in on_curl_close); once a connection is made its
+ *   socket's handle belongs to it (s->owner) and curl no longer drives it.
+ * - A call (struct upstream_req) is owned by this module from
+ *   upstream_start until its on_done has run or it is cancelled; it is
+ *   freed in its timer's close callback.
+ * - curl's rules: no add/remove of handles and no send/recv from inside
+ *   curl's callbacks. Connections are made and dropped only from our own
+ *   callbacks (poll, timers) or after curl returned (check_done).
+ * - A call is never sent twice: once any byte of it was written, a failure
+ *   ends it (502 upstream_closed before WHM's head). Only a call of which
+ *   nothing was written moves to another connection. */
 #include "upstream.h"
 #include "conf.h"
 #include "log.h"
 #include "util.h"
 
 #include <curl/curl.h>
+#include <llhttp.h>
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define EASY_POOL 64
+#define RBUF 16384
+#define KEY_MAX 600
+
+enum wstate { W_CONNECTING, W_IDLE, W_BUSY };
+
+struct up_sock;
+struct wconn;
 
 struct upstream {
 	uv_loop_t *loop;
 	CURLM *multi;
-	uv_timer_t timer;
+	uv_timer_t timer;           /* curl's */
 	int depth;                  /* > 0 while inside a curl call */
-	struct upstream_req *reap;  /* cancelled inside a curl call */
-	/* Easy handles kept for the next call, with the options of the conf
-	 * they were set up for (by serial): only the call's own options are
-	 * set again, unless the conf changed. */
-	CURL *pool[EASY_POOL];
-	unsigned long pool_serial[EASY_POOL];
-	int npool;
 	int openssl;                /* curl's TLS is OpenSSL (see on_ssl_ctx) */
-	/* The headers every call sends after its own two (see start); a
-	 * POST's Content-Type node leads into the same list. */
-	struct curl_slist *fixed;
-	struct curl_slist ctype;
+	int freeing;
+	long max_conns, idle_ms;    /* of the current conf */
+	char key[KEY_MAX];          /* the current conf's connection identity */
+	struct wconn *conns;        /* every connection (connecting included) */
+	size_t nconns, nidle, nwait;
+	struct wconn *idle;         /* idle ones, most recent first */
+	struct upstream_req *wait_head, *wait_tail;  /* waiting for one */
 	struct up_sock **socks;     /* by fd: the poll handle of each socket */
-	int nsocks;                 /* curl has open */
+	int nsocks;
+	char rbuf[RBUF];            /* every read lands here first */
+};
+
+struct wconn {
+	struct upstream *u;
+	struct wconn *prev, *next;            /* u->conns */
+	struct wconn *iprev, *inext;          /* u->idle */
+	CURL *easy;
+	struct up_sock *s;
+	enum wstate state;
+	int closing, in_io;
+	unsigned long calls;                  /* calls it carried */
+	uv_timer_t timer;                     /* idle timeout */
+	struct upstream_req *req;
+	llhttp_t p;
+	char key[KEY_MAX];
+	char err[CURL_ERROR_SIZE];
 };
 
 struct upstream_req {
 	struct upstream *u;
-	CURL *easy;
-	unsigned long serial;       /* of the conf easy was set up for */
-	/* This call's own headers, Authorization (the token) and
-	 * X-Request-Id, both in own_text; the fixed ones follow. */
-	struct curl_slist own[2];
-	struct buf own_text;
-	char *body;
-	const struct upstream_ops *ops;
+	struct wconn *w;
+	struct upstream_req *wnext;           /* u->wait */
+	const struct upstream_ops *ops;       /* NULL once cancelled */
 	void *arg;
+	const struct conf *conf;
+	char key[KEY_MAX];
+	struct buf out;                       /* head and body: holds the token */
+	size_t off;
+	struct buf held;                      /* unparsed bytes while held */
+	size_t held_off;
+	uv_timer_t timer;                     /* timeout_ms; defers on_done */
+	int queued, sent, head_done, paused, complete, ended;
 	int status;
-	int head_done;
-	int cancelled;
-	int reaping;                /* on u->reap: reap() frees it */
 	long long clen;
 	char ctype[128];
+	size_t ctype_len;
+	char hname[16];
+	size_t hname_len;
+	int in_ctype;
 	unsigned long long bytes;
 	double t0;
-	struct upstream_req *next_reap;
+	struct upstream_result late;          /* on_done deferred to the loop */
 };
 
-/* A socket curl watches. The poll handle of a connection to WHM lives as
- * long as the socket (opened in on_curl_open, closed in on_curl_close), not
- * just while curl is interested in it: uv_poll_start and uv_poll_stop each
- * cost epoll_ctl calls, five or six per call on a pooled connection if the
- * handle came and went with every transfer. Other sockets curl reports
- * (a resolver's socketpair) are "transient": their handle goes on REMOVE,
- * since curl closes them itself. */
 struct up_sock {
 	uv_poll_t poll;
 	struct upstream *u;
@@ -78,50 +119,131 @@ struct up_sock {
 	int transient;
 	int want;    /* UV_READABLE/UV_WRITABLE curl asked for, 0 if none */
 	int armed;   /* what the poll handle watches */
+	struct wconn *owner;  /* the connection made on it, once made */
 };
+
+static llhttp_settings_t settings;      /* filled once, shared by workers */
+static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
 
 static void check_done(struct upstream *u);
 static void on_poll(uv_poll_t *h, int status, int events);
+static void dispatch(struct upstream_req *r);
+static void w_close(struct wconn *w);
+static void w_read(struct wconn *w);
+
+/* ---- results ---- */
 
 static void
-req_free(struct upstream_req *r)
+on_req_closed(uv_handle_t *h)
 {
-	struct upstream *u = r->u;
+	struct upstream_req *r = h->data;
 
-	/* An easy handle is kept for the next call, its conf options set;
-	 * what pointed into this request (the header list with the token,
-	 * the body, the callbacks' data) is cleared. */
-	if (r->easy && u->npool < EASY_POOL) {
-		curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, NULL);
-		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, NULL);
-		curl_easy_setopt(r->easy, CURLOPT_PRIVATE, NULL);
-		curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, NULL);
-		curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, NULL);
-		u->pool_serial[u->npool] = r->serial;
-		u->pool[u->npool++] = r->easy;
-	} else if (r->easy) {
-		curl_easy_cleanup(r->easy);
-	}
-	/* The Authorization header holds the WHM token. */
-	if (r->own_text.p)
-		OPENSSL_cleanse(r->own_text.p, r->own_text.cap);
-	buf_fini(&r->own_text);
-	free(r->body);
+	/* The request head holds the WHM token. */
+	if (r->out.p)
+		OPENSSL_cleanse(r->out.p, r->out.cap);
+	buf_fini(&r->out);
+	buf_fini(&r->held);
 	free(r);
 }
 
-/* Frees requests cancelled while curl was running. */
 static void
-reap(struct upstream *u)
+req_release(struct upstream_req *r)
 {
-	struct upstream_req *r;
-
-	while (u->depth == 0 && (r = u->reap) != NULL) {
-		u->reap = r->next_reap;
-		curl_multi_remove_handle(u->multi, r->easy);
-		req_free(r);
-	}
+	r->ops = NULL;
+	uv_timer_stop(&r->timer);
+	uv_close((uv_handle_t *)&r->timer, on_req_closed);
 }
+
+static void
+wait_remove(struct upstream_req *r)
+{
+	struct upstream *u = r->u;
+	struct upstream_req **pp, *prev = NULL;
+
+	if (!r->queued)
+		return;
+	for (pp = &u->wait_head; *pp; prev = *pp, pp = &(*pp)->wnext)
+		if (*pp == r) {
+			*pp = r->wnext;
+			if (u->wait_tail == r)
+				u->wait_tail = prev;
+			break;
+		}
+	r->queued = 0;
+	u->nwait--;
+}
+
+/* Ends call r with res: on_done once, then r is freed. */
+static void
+finish(struct upstream_req *r, struct upstream_result *res)
+{
+	const struct upstream_ops *ops = r->ops;
+
+	wait_remove(r);
+	r->ended = 1;
+	if (r->w && r->w->req == r)
+		r->w->req = NULL;
+	r->w = NULL;
+	res->status = r->status;
+	res->bytes = r->bytes;
+	res->sent = r->sent;
+	res->ms = time_ms() - r->t0;
+	req_release(r);
+	if (ops)
+		ops->on_done(r->arg, res);
+}
+
+static void
+fail(struct upstream_req *r, int status, const char *code, const char *error,
+    const char *kind, const char *detail)
+{
+	struct upstream_result res;
+
+	memset(&res, 0, sizeof(res));
+	res.err_status = status;
+	res.err_code = code;
+	res.error = error;
+	res.kind = kind;
+	res.detail = detail;
+	finish(r, &res);
+}
+
+/* A connection failed under its call: what that means for the call. */
+static void
+fail_io(struct upstream_req *r, const char *detail)
+{
+	if (!r->sent) {
+		fail(r, 502, "upstream_unavailable", "connect", "reset", detail);
+		return;
+	}
+	/* Written, so not sent again: WHM may have acted on it. */
+	fail(r, 502, "upstream_unavailable", r->head_done ? "upstream_reset" :
+	    "upstream_closed", "reset", detail);
+}
+
+static void
+on_late(uv_timer_t *t)
+{
+	struct upstream_req *r = t->data;
+
+	finish(r, &r->late);
+}
+
+/* Ends r with a result from the next loop pass: for failures found inside
+ * upstream_start, which may not call back. */
+static void
+fail_later(struct upstream_req *r, const char *detail)
+{
+	memset(&r->late, 0, sizeof(r->late));
+	r->late.err_status = 502;
+	r->late.err_code = "upstream_unavailable";
+	r->late.error = "connect";
+	r->late.kind = "connect";
+	r->late.detail = detail;
+	uv_timer_start(&r->timer, on_late, 0, 0);
+}
+
+/* ---- curl's sockets and timer (connections being made) ---- */
 
 static void
 socket_action(struct upstream *u, curl_socket_t fd, int flags)
@@ -132,13 +254,10 @@ socket_action(struct upstream *u, curl_socket_t fd, int flags)
 	u->depth++;
 	mc = curl_multi_socket_action(u->multi, fd, flags, &running);
 	u->depth--;
-	/* The transfers it could not drive end through check_done (their
-	 * own errors); this says why the multi itself refused. */
 	if (mc != CURLM_OK)
 		log_warn("upstream: curl_multi_socket_action: %s",
 		    curl_multi_strerror(mc));
 	check_done(u);
-	reap(u);
 }
 
 static void
@@ -149,8 +268,18 @@ arm(struct up_sock *s, int events)
 	if (events == 0)
 		uv_poll_stop(&s->poll);
 	else if (uv_poll_start(&s->poll, events, on_poll) != 0)
-		events = 0;      /* not armed: the next request tries again */
+		events = 0;      /* not armed: the next step tries again */
 	s->armed = events;
+}
+
+static void w_io(struct wconn *w, int status, int events);
+
+/* A made connection's socket; gone if curl closed it under us. */
+static void
+w_arm(struct wconn *w, int events)
+{
+	if (w->s)
+		arm(w->s, events);
 }
 
 static void
@@ -159,18 +288,18 @@ on_poll(uv_poll_t *h, int status, int events)
 	struct up_sock *s = h->data;
 	int flags = 0;
 
+	if (status < 0)
+		s->armed = 0;    /* libuv stopped the handle itself */
+	if (s->owner) {
+		w_io(s->owner, status, events);
+		return;
+	}
 	if (s->want == 0) {
-		/* An idle pooled connection became readable (WHM closed
-		 * it, most likely): curl finds out when it next looks at
-		 * the connection; until then stop watching it. */
 		arm(s, 0);
 		return;
 	}
-	if (status < 0) {
-		/* libuv stopped the handle itself. */
-		s->armed = 0;
+	if (status < 0)
 		flags = CURL_CSELECT_ERR;
-	}
 	if (events & UV_READABLE)
 		flags |= CURL_CSELECT_IN;
 	if (events & UV_WRITABLE)
@@ -207,23 +336,20 @@ sock_new(struct upstream *u, curl_socket_t fd)
 	return s;
 }
 
-static void
-sock_close(struct up_sock *s)
-{
-	uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-}
-
 /* Closes the poll handle of socket fd, if it has one. */
 static void
 sock_forget(struct upstream *u, curl_socket_t fd)
 {
-	if (fd >= 0 && fd < u->nsocks && u->socks[fd] != NULL) {
-		sock_close(u->socks[fd]);
-		u->socks[fd] = NULL;
-	}
+	struct up_sock *s;
+
+	if (fd < 0 || fd >= u->nsocks || (s = u->socks[fd]) == NULL)
+		return;
+	if (s->owner)
+		s->owner->s = NULL;
+	uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+	u->socks[fd] = NULL;
 }
 
-/* curl opens a connection: the socket and its poll handle. */
 static curl_socket_t
 on_curl_open(void *userp, curlsocktype purpose, struct curl_sockaddr *a)
 {
@@ -243,8 +369,8 @@ on_curl_open(void *userp, curlsocktype purpose, struct curl_sockaddr *a)
 		u->socks = t;
 		u->nsocks = n;
 	}
-	/* A handle left from an earlier socket with this number (one curl
-	 * closed without telling us) must not watch the new one. */
+	/* A handle left from an earlier socket with this number must not
+	 * watch the new one. */
 	sock_forget(u, fd);
 	if ((s = sock_new(u, fd)) == NULL)
 		goto fail;
@@ -255,7 +381,6 @@ fail:
 	return CURL_SOCKET_BAD;
 }
 
-/* curl closes a connection: its poll handle goes first. */
 static int
 on_curl_close(void *userp, curl_socket_t fd)
 {
@@ -274,22 +399,21 @@ on_curl_socket(CURL *e, curl_socket_t fd, int action, void *userp,
 	(void)e;
 	if (s == NULL && fd >= 0 && fd < u->nsocks)
 		s = u->socks[fd];
+	if (s && s->owner)
+		return 0;        /* a made connection: ours, not curl's */
 	if (action == CURL_POLL_REMOVE) {
 		if (s && s->transient) {
-			sock_close(s);
+			uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 		} else if (s) {
-			/* Between transfers: watch for readability only (a
-			 * writable socket would wake the loop at once); see
-			 * on_poll. */
 			s->want = 0;
-			arm(s, s->armed & UV_READABLE);
+			arm(s, 0);
 		}
 		return 0;
 	}
 	if (s == NULL) {
 		if ((s = sock_new(u, fd)) == NULL)
 			return -1;
-		s->transient = 1;
+		s->transient = 1;   /* a resolver's: curl closes it itself */
 	}
 	curl_multi_assign(u->multi, fd, s);
 	if (action == CURL_POLL_IN || action == CURL_POLL_INOUT)
@@ -314,261 +438,25 @@ on_curl_timer(CURLM *m, long ms, void *userp)
 	return 0;
 }
 
-static int
-fixed_headers(struct upstream *u)
-{
-	static const char *const fixed[] = { "Accept: application/json",
-		"User-Agent: whmgate/" WHMGATE_VERSION, "Expect:" };
-	static char ctype[] = "Content-Type: application/x-www-form-urlencoded";
-	struct curl_slist *l;
-	size_t i;
+/* ---- connections ---- */
 
-	for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-		if ((l = curl_slist_append(u->fixed, fixed[i])) == NULL) {
-			curl_slist_free_all(u->fixed);
-			return -1;
-		}
-		u->fixed = l;
-	}
-	u->ctype.data = ctype;
-	u->ctype.next = u->fixed;
-	return 0;
-}
-
-struct upstream *
-upstream_new(uv_loop_t *loop, const struct conf *c)
-{
-	struct upstream *u = calloc(1, sizeof(*u));
-	const char *ssl;
-
-	if (u == NULL)
-		return NULL;
-	u->loop = loop;
-	if ((u->multi = curl_multi_init()) == NULL) {
-		free(u);
-		return NULL;
-	}
-	if (fixed_headers(u) == -1) {
-		curl_multi_cleanup(u->multi);
-		free(u);
-		return NULL;
-	}
-	if (uv_timer_init(loop, &u->timer) != 0) {
-		curl_multi_cleanup(u->multi);
-		free(u);
-		return NULL;
-	}
-	u->timer.data = u;
-	ssl = curl_version_info(CURLVERSION_NOW)->ssl_version;
-	u->openssl = ssl && strncmp(ssl, "OpenSSL/", 8) == 0;
-	curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-	curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
-	curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-	curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
-	upstream_set_conf(u, c);
-	return u;
-}
-
-void
-upstream_set_conf(struct upstream *u, const struct conf *c)
-{
-	curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-	    c->upstream.max_connections);
-	curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS,
-	    c->upstream.max_connections);
-}
-
+/* What a connection was made under: a call uses only a connection made
+ * with its conf's URL, CA and pin, so after a reload to another CA no
+ * connection verified under the old one carries a call. */
 static void
-on_timer_closed(uv_handle_t *h)
+conf_key(const struct conf *c, char *out)
 {
-	struct upstream *u = h->data;
-
-	free(u);
-}
-
-void
-upstream_free(struct upstream *u)
-{
-	if (u == NULL)
-		return;
-	reap(u);
-	while (u->npool > 0)
-		curl_easy_cleanup(u->pool[--u->npool]);
-	/* Closing the multi handle closes its sockets through
-	 * on_curl_close, which closes their poll handles. */
-	curl_multi_cleanup(u->multi);
-	for (int fd = 0; fd < u->nsocks; fd++)
-		sock_forget(u, fd);
-	free(u->socks);
-	curl_slist_free_all(u->fixed);
-	uv_close((uv_handle_t *)&u->timer, on_timer_closed);
-}
-
-static size_t
-on_header(char *p, size_t size, size_t n, void *ud)
-{
-	struct upstream_req *r = ud;
-	size_t len = size * n, vl;
-	const char *v;
-	char num[24];
-
-	if (r->cancelled)
-		return 0;
-	if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
-		/* A new status line: an earlier 1xx head is forgotten. */
-		r->status = 0;
-		r->clen = -1;
-		r->ctype[0] = '\0';
-		v = memchr(p, ' ', len);
-		if (v && (size_t)(p + len - v) > 4)
-			r->status = atoi(v + 1);
-		return len;
-	}
-	if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
-		if (r->status >= 200 && !r->head_done) {
-			r->head_done = 1;
-			r->ops->on_head(r->arg, r->status, r->ctype, r->clen);
-		}
-		return len;
-	}
-	if (len > 13 && strncasecmp(p, "Content-Type:", 13) == 0) {
-		v = p + 13;
-		while (v < p + len && (*v == ' ' || *v == '\t'))
-			v++;
-		vl = (size_t)(p + len - v);
-		while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' ||
-		    v[vl - 1] == ' '))
-			vl--;
-		if (vl >= sizeof(r->ctype))
-			vl = sizeof(r->ctype) - 1;
-		/* Relayed to the client: printable ASCII only. */
-		for (size_t i = 0; i < vl; i++)
-			r->ctype[i] = (v[i] >= 0x20 && v[i] < 0x7f) ? v[i] : '?';
-		r->ctype[vl] = '\0';
-	} else if (len > 15 && strncasecmp(p, "Content-Length:", 15) == 0) {
-		vl = len - 15 < sizeof(num) - 1 ? len - 15 : sizeof(num) - 1;
-		memcpy(num, p + 15, vl);
-		num[vl] = '\0';
-		r->clen = strtoll(num, NULL, 10);
-	}
-	return len;
-}
-
-static size_t
-on_write(char *p, size_t size, size_t n, void *ud)
-{
-	struct upstream_req *r = ud;
-	size_t len = size * n;
-
-	if (r->cancelled)
-		return 0;          /* makes curl abort the transfer */
-	if (!r->head_done) {
-		/* Body before a final head cannot happen with HTTP/1.1;
-		 * treat it as a broken upstream. */
-		return 0;
-	}
-	if (len == 0)
-		return 0;
-	if (r->ops->on_data(r->arg, p, len))
-		return CURL_WRITEFUNC_PAUSE;
-	r->bytes += len;
-	return len;
-}
-
-static void
-classify(struct upstream_req *r, CURLcode rc, struct upstream_result *res)
-{
-	curl_off_t pre = 0;
-
-	res->detail = curl_easy_strerror(rc);
-	switch (rc) {
-	case CURLE_OK:
-		return;
-	case CURLE_OPERATION_TIMEDOUT:
-		/* Before the request was sent (connect, TLS, waiting for a
-		 * pooled connection) WHM was unavailable; after, it was slow. */
-		curl_easy_getinfo(r->easy, CURLINFO_PRETRANSFER_TIME_T, &pre);
-		if (pre == 0) {
-			res->err_status = 502;
-			res->err_code = "upstream_unavailable";
-			res->kind = "connect";
-		} else {
-			res->err_status = 504;
-			res->err_code = "upstream_timeout";
-			res->kind = "timeout";
-		}
-		return;
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_COULDNT_RESOLVE_HOST:
-		res->kind = "connect";
-		break;
-	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-	case CURLE_SSL_CACERT_BADFILE:
-	case CURLE_SSL_CERTPROBLEM:
-		res->kind = "tls";
-		break;
-	default:
-		res->kind = "reset";
-		break;
-	}
-	res->err_status = 502;
-	res->err_code = "upstream_unavailable";
-}
-
-/* A transfer that failed or (re)connected may leave state in its handle
- * that only a reset clears (curl's retry count among it). */
-static int
-left_state(CURL *e, CURLcode result)
-{
-	long nconn = 0;
-
-	curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &nconn);
-	return nconn > 0 || result != CURLE_OK;
-}
-
-static void
-check_done(struct upstream *u)
-{
-	struct upstream_result res;
-	struct upstream_req *r;
-	CURLMsg *m;
-	int left;
-
-	while ((m = curl_multi_info_read(u->multi, &left)) != NULL) {
-		if (m->msg != CURLMSG_DONE)
-			continue;
-		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-		curl_multi_remove_handle(u->multi, r->easy);
-		if (left_state(r->easy, m->data.result))
-			r->serial = 0;           /* set up afresh next time */
-		if (!r->cancelled) {
-			memset(&res, 0, sizeof(res));
-			res.status = r->status;
-			res.bytes = r->bytes;
-			res.ms = time_ms() - r->t0;
-			classify(r, m->data.result, &res);
-			r->cancelled = 1;     /* no callback after on_done */
-			r->ops->on_done(r->arg, &res);
-		}
-		/* Cancelled inside a curl call (in on_done too): reap()
-		 * frees it. */
-		if (!r->reaping)
-			req_free(r);
-	}
+	snprintf(out, KEY_MAX, "%s|%s|%s|%d", c->upstream.base,
+	    c->upstream.ca_id[0] ? c->upstream.ca_id : "-",
+	    c->upstream.pinned_pubkey ? c->upstream.pinned_pubkey : "-",
+	    c->upstream.insecure_skip_verify);
 }
 
 /* Called by curl for each new WHM connection's SSL_CTX, after curl set up
- * its own trust store. Installed only when curl's TLS is OpenSSL's.
+ * its own trust store; installed only when curl's TLS is OpenSSL's.
  * - The CA of upstream.ca_file (arg): the store parsed at load, shared.
- *   Handing curl the PEM as a blob instead costs a copy and a compare of
- *   the whole file on every call (curl clones its TLS options into each
- *   call's connection lookup) and a parse on every connection.
- * - curl sets SSL_MODE_RELEASE_BUFFERS: OpenSSL then frees a connection's
- *   record buffers whenever it is idle and allocates them again for the
- *   next call. A pooled WHM connection is idle between every two calls,
- *   so it keeps them (about 34 KB per connection). */
+ * - curl sets SSL_MODE_RELEASE_BUFFERS: OpenSSL would free a connection's
+ *   record buffers whenever it is idle, between every two calls. */
 static CURLcode
 on_ssl_ctx(CURL *e, void *ctx, void *arg)
 {
@@ -581,28 +469,31 @@ on_ssl_ctx(CURL *e, void *ctx, void *arg)
 	return CURLE_OK;
 }
 
-/* The options that come from the conf, the same for every call. */
-static void
-easy_setup(struct upstream *u, const struct conf *c, CURL *e)
+static int
+easy_setup(struct upstream *u, const struct conf *c, struct wconn *w)
 {
+	CURL *e = w->easy;
+	char url[600];
+
+	snprintf(url, sizeof(url), "%s/", c->upstream.base);
+	curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
+	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
-	/* Straight to WHM: an https_proxy or all_proxy in the environment
-	 * is ignored (curl would read it at every call and send the WHM
-	 * traffic through whatever it names). */
+	/* Straight to WHM: a proxy named in the environment is ignored. */
 	curl_easy_setopt(e, CURLOPT_PROXY, "");
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->upstream.connect_timeout_ms);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->upstream.timeout_ms);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, w->err);
 	if (c->upstream.ca_store && u->openssl) {
 		/* Only the given CA, not the system store besides: curl loads
 		 * no file, on_ssl_ctx installs the store. The CA path curl is
 		 * given is no directory (on_ssl_ctx replaces the store that
-		 * would look there) but the CA's name by digest: curl reuses a
-		 * pooled connection only for a call with the same TLS options,
-		 * so after a reload to another ca_file no connection verified
-		 * under the old one is used again. */
+		 * would look there) but the CA's name by digest: curl resumes
+		 * a TLS session (skipping verification) only for the same TLS
+		 * options, so after a reload to another ca_file no session
+		 * verified under the old one is resumed. */
 		curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
 		curl_easy_setopt(e, CURLOPT_CAPATH, c->upstream.ca_id);
 	} else if (c->upstream.ca_pem) {
@@ -626,8 +517,637 @@ easy_setup(struct upstream *u, const struct conf *c, CURL *e)
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, u);
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)w);
+	return 0;
+}
+
+static void
+on_w_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void
+idle_remove(struct wconn *w)
+{
+	struct upstream *u = w->u;
+
+	if (w->state != W_IDLE)
+		return;
+	if (w->iprev)
+		w->iprev->inext = w->inext;
+	else
+		u->idle = w->inext;
+	if (w->inext)
+		w->inext->iprev = w->iprev;
+	w->iprev = w->inext = NULL;
+	u->nidle--;
+	uv_timer_stop(&w->timer);
+}
+
+/* Calls that wait get a connection when one can be had. */
+static void
+serve_waiting(struct upstream *u)
+{
+	struct upstream_req *r;
+
+	while (!u->freeing && (r = u->wait_head) != NULL &&
+	    (u->idle || u->nconns < (size_t)u->max_conns)) {
+		wait_remove(r);
+		dispatch(r);
+	}
+}
+
+/* The one teardown of a connection; its call, if any, is the caller's. */
+static void
+w_close(struct wconn *w)
+{
+	struct upstream *u = w->u;
+
+	if (w->closing)
+		return;
+	idle_remove(w);
+	w->closing = 1;
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		u->conns = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	u->nconns--;
+	if (w->s)
+		w->s->owner = NULL;
+	/* Leaving the multi closes the connection, and through
+	 * on_curl_close its socket and poll handle. */
+	curl_multi_remove_handle(u->multi, w->easy);
+	curl_easy_cleanup(w->easy);
+	w->easy = NULL;
+	uv_timer_stop(&w->timer);
+	uv_close((uv_handle_t *)&w->timer, on_w_closed);
+	serve_waiting(u);
+}
+
+static void
+on_idle_timeout(uv_timer_t *t)
+{
+	w_close(t->data);
+}
+
+/* Opens a connection for call r. */
+static void
+w_open(struct upstream_req *r)
+{
+	struct upstream *u = r->u;
+	struct wconn *w = calloc(1, sizeof(*w));
+
+	if (w == NULL || uv_timer_init(u->loop, &w->timer) != 0) {
+		free(w);
+		fail_later(r, "out of memory");
+		return;
+	}
+	w->timer.data = w;
+	w->u = u;
+	if ((w->easy = curl_easy_init()) == NULL) {
+		uv_close((uv_handle_t *)&w->timer, on_w_closed);
+		fail_later(r, "curl_easy_init failed");
+		return;
+	}
+	easy_setup(u, r->conf, w);
+	/* Strict mode (the build's LLHTTP_STRICT_MODE): WHM's answers are
+	 * framed as strictly as the clients' requests. */
+	llhttp_init(&w->p, HTTP_RESPONSE, &settings);
+	w->p.data = w;
+	memcpy(w->key, r->key, sizeof(w->key));
+	w->state = W_CONNECTING;
+	w->req = r;
+	r->w = w;
+	w->next = u->conns;
+	if (u->conns)
+		u->conns->prev = w;
+	u->conns = w;
+	u->nconns++;
+	if (curl_multi_add_handle(u->multi, w->easy) != CURLM_OK) {
+		r->w = NULL;
+		w->req = NULL;
+		w_close(w);
+		fail_later(r, "curl_multi_add_handle failed");
+	}
+}
+
+static const char *
+classify(CURLcode rc, const char **kind)
+{
+	switch (rc) {
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+		*kind = "connect";
+		break;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+		*kind = "tls";
+		break;
+	default:
+		*kind = "reset";
+		break;
+	}
+	return curl_easy_strerror(rc);
+}
+
+static void w_begin(struct wconn *w, struct upstream_req *r);
+
+/* A connection is free: the oldest waiting call takes it, else it waits
+ * (watched: WHM closing it removes it). */
+static void
+w_idle(struct wconn *w)
+{
+	struct upstream *u = w->u;
+	struct upstream_req *r;
+
+	w->req = NULL;
+	if (strcmp(w->key, u->key) != 0) {
+		w_close(w);         /* made under settings a reload replaced */
+		return;
+	}
+	if ((r = u->wait_head) != NULL && strcmp(r->key, w->key) == 0) {
+		wait_remove(r);
+		w_begin(w, r);
+		return;
+	}
+	w->state = W_IDLE;
+	w->inext = u->idle;
+	w->iprev = NULL;
+	if (u->idle)
+		u->idle->iprev = w;
+	u->idle = w;
+	u->nidle++;
+	uv_timer_start(&w->timer, on_idle_timeout, (uint64_t)u->idle_ms, 0);
+	if (w->s)
+		w_arm(w, UV_READABLE);
+}
+
+/* Connections made (or not) by curl. */
+static void
+check_done(struct upstream *u)
+{
+	struct upstream_req *r;
+	struct wconn *w;
+	curl_socket_t fd;
+	const char *kind, *why;
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(u->multi, &left)) != NULL) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		w = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&w);
+		if (w == NULL || w->state != W_CONNECTING)
+			continue;
+		r = w->req;
+		if (m->data.result != CURLE_OK) {
+			why = classify(m->data.result, &kind);
+			log_warn("upstream: cannot connect to WHM: %s%s%s", why,
+			    w->err[0] ? ": " : "", w->err);
+			w->req = NULL;
+			w_close(w);
+			if (r) {
+				r->w = NULL;
+				fail(r, 502, "upstream_unavailable", kind, kind,
+				    why);
+			}
+			continue;
+		}
+		fd = CURL_SOCKET_BAD;
+		curl_easy_getinfo(w->easy, CURLINFO_ACTIVESOCKET, &fd);
+		if (fd == CURL_SOCKET_BAD || fd >= u->nsocks || u->socks[fd] == NULL) {
+			w->req = NULL;
+			w_close(w);
+			if (r) {
+				r->w = NULL;
+				fail(r, 502, "upstream_unavailable", "connect",
+				    "connect", "no socket for the connection");
+			}
+			continue;
+		}
+		w->s = u->socks[fd];
+		w->s->owner = w;
+		w->s->want = 0;
+		if (r)
+			w_begin(w, r);
+		else
+			w_idle(w);
+	}
+}
+
+/* ---- one call on one connection ---- */
+
+static int
+w_send(struct wconn *w)
+{
+	struct upstream_req *r = w->req;
+	CURLcode rc;
+	size_t n;
+
+	while (r->off < r->out.len) {
+		n = 0;
+		rc = curl_easy_send(w->easy, r->out.p + r->off, r->out.len - r->off,
+		    &n);
+		if (rc == CURLE_AGAIN) {
+			w_arm(w, UV_READABLE | UV_WRITABLE);
+			return 0;
+		}
+		if (rc != CURLE_OK)
+			return -1;
+		if (n > 0)
+			r->sent = 1;
+		r->off += n;
+	}
+	w_arm(w, UV_READABLE);
+	return 0;
+}
+
+/* Moves call r off a connection that failed before any byte of it was
+ * written (a pooled connection WHM had closed): another one takes it. */
+static void
+w_fail(struct wconn *w, const char *detail)
+{
+	struct upstream_req *r = w->req;
+	int reused = w->calls > 1;
+
+	w->req = NULL;
+	w_close(w);
+	if (r == NULL || r->ended)
+		return;
+	r->w = NULL;
+	if (!r->sent && reused && r->ops) {
+		dispatch(r);
+		return;
+	}
+	fail_io(r, detail);
+}
+
+static void
+w_begin(struct wconn *w, struct upstream_req *r)
+{
+	idle_remove(w);
+	w->state = W_BUSY;
+	w->req = r;
+	w->calls++;
+	r->w = w;
+	llhttp_reset(&w->p);
+	if (w_send(w) == -1)
+		w_fail(w, "cannot send the call");
+}
+
+static void
+complete(struct wconn *w, int extra)
+{
+	struct upstream_req *r = w->req;
+	struct upstream_result res;
+	int keep = !extra && llhttp_should_keep_alive(&w->p);
+
+	if (keep)
+		w_idle(w);
+	else
+		w_close(w);
+	memset(&res, 0, sizeof(res));
+	finish(r, &res);
+}
+
+/* Parses n bytes of WHM's answer. Returns 0 to read on, 1 when the call
+ * was held or ended, -1 on a broken answer (w failed). */
+static int
+w_feed(struct wconn *w, const char *p, size_t n, int from_held)
+{
+	struct upstream_req *r = w->req;
+	llhttp_errno_t e;
+	const char *pos;
+	size_t rest;
+
+	e = llhttp_execute(&w->p, p, n);
+	if (e == HPE_OK)
+		return 0;
+	if (e != HPE_PAUSED || r == NULL || r->ops == NULL) {
+		w_fail(w, r && r->ops ? llhttp_get_error_reason(&w->p) :
+		    "call cancelled");
+		return -1;
+	}
+	pos = llhttp_get_error_pos(&w->p);
+	rest = (size_t)(p + n - pos);
+	if (r->complete) {
+		/* Bytes after the answer: WHM is out of step; the
+		 * connection is not used again. */
+		complete(w, rest > 0);
+		return 1;
+	}
+	/* Held by the consumer: keep what is not parsed yet. */
+	r->paused = 1;
+	if (from_held) {
+		r->held_off = (size_t)(pos - r->held.p);
+	} else {
+		r->held.len = 0;
+		r->held_off = 0;
+		if (buf_add(&r->held, pos, rest) == -1) {
+			w_fail(w, "out of memory");
+			return -1;
+		}
+	}
+	w_arm(w, 0);
+	return 1;
+}
+
+/* Reads what WHM sent, until curl has no more, the consumer holds, or the
+ * answer ends. */
+static void
+w_read(struct wconn *w)
+{
+	struct upstream *u = w->u;
+	struct upstream_req *r;
+	llhttp_errno_t e;
+	CURLcode rc;
+	size_t n;
+
+	while (!w->closing && (r = w->req) != NULL && !r->paused) {
+		n = 0;
+		rc = curl_easy_recv(w->easy, u->rbuf, sizeof(u->rbuf), &n);
+		if (rc == CURLE_AGAIN)
+			return;
+		if (rc != CURLE_OK) {
+			w_fail(w, curl_easy_strerror(rc));
+			return;
+		}
+		if (n == 0) {
+			/* The end, by FIN or close_notify alike: complete only
+			 * if the answer's framing says so (a body that runs to
+			 * the close). */
+			e = llhttp_finish(&w->p);
+			if ((e == HPE_OK || e == HPE_PAUSED) && r->complete)
+				complete(w, 1);
+			else
+				w_fail(w, "WHM closed the connection mid-answer");
+			return;
+		}
+		if (w_feed(w, u->rbuf, n, 0) != 0)
+			return;
+	}
+}
+
+/* Readable while idle: WHM closed the connection (or sent what nobody
+ * asked for); TLS housekeeping (a session ticket) reads as nothing. */
+static void
+w_idle_readable(struct wconn *w)
+{
+	CURLcode rc;
+	size_t n = 0;
+
+	rc = curl_easy_recv(w->easy, w->u->rbuf, sizeof(w->u->rbuf), &n);
+	if (rc == CURLE_AGAIN)
+		return;
+	w_close(w);
+}
+
+static void
+w_io(struct wconn *w, int status, int events)
+{
+	struct upstream_req *r = w->req;
+
+	if (status < 0)
+		events |= UV_READABLE;   /* let recv say what happened */
+	switch (w->state) {
+	case W_IDLE:
+		if (events & UV_READABLE)
+			w_idle_readable(w);
+		return;
+	case W_BUSY:
+		if (r == NULL)
+			return;
+		if (r->off < r->out.len) {
+			if ((events & UV_WRITABLE) || status < 0)
+				if (w_send(w) == -1) {
+					w_fail(w, "cannot send the call");
+					return;
+				}
+			if (r->off < r->out.len)
+				return;
+		}
+		if ((events & UV_READABLE) && !r->paused) {
+			w->in_io = 1;
+			w_read(w);
+			w->in_io = 0;
+		}
+		return;
+	case W_CONNECTING:
+		return;
+	}
+}
+
+/* ---- the answer's parser ---- */
+
+static int
+on_header_field(llhttp_t *p, const char *at, size_t n)
+{
+	struct upstream_req *r = ((struct wconn *)p->data)->req;
+	size_t i;
+
+	for (i = 0; i < n && r->hname_len < sizeof(r->hname); i++)
+		r->hname[r->hname_len++] = (char)(at[i] | 0x20);
+	if (i < n)
+		r->hname_len = sizeof(r->hname);   /* too long: no match */
+	return 0;
+}
+
+static int
+on_header_field_complete(llhttp_t *p)
+{
+	struct upstream_req *r = ((struct wconn *)p->data)->req;
+
+	r->in_ctype = r->hname_len == 12 && memcmp(r->hname, "content-type", 12) == 0;
+	r->hname_len = 0;
+	if (r->in_ctype)
+		r->ctype_len = 0;
+	return 0;
+}
+
+static int
+on_header_value(llhttp_t *p, const char *at, size_t n)
+{
+	struct upstream_req *r = ((struct wconn *)p->data)->req;
+	size_t i;
+
+	/* Relayed to the client: printable ASCII only, bounded. */
+	for (i = 0; r->in_ctype && i < n && r->ctype_len < sizeof(r->ctype) - 1; i++)
+		r->ctype[r->ctype_len++] = at[i] >= 0x20 && at[i] < 0x7f ?
+		    at[i] : '?';
+	return 0;
+}
+
+static int
+on_header_value_complete(llhttp_t *p)
+{
+	struct upstream_req *r = ((struct wconn *)p->data)->req;
+
+	r->in_ctype = 0;
+	return 0;
+}
+
+static int
+on_headers_complete(llhttp_t *p)
+{
+	struct wconn *w = p->data;
+	struct upstream_req *r = w->req;
+
+	r->status = llhttp_get_status_code(p);
+	if (r->status < 200)
+		return 0;          /* 1xx: the final answer follows */
+	while (r->ctype_len && (r->ctype[r->ctype_len - 1] == ' ' ||
+	    r->ctype[r->ctype_len - 1] == '\t'))
+		r->ctype_len--;
+	r->ctype[r->ctype_len] = '\0';
+	r->clen = (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED) ?
+	    (long long)p->content_length : -1;
+	r->head_done = 1;
+	if (r->ops)
+		r->ops->on_head(r->arg, r->status, r->ctype, r->clen);
+	return r->ops ? 0 : HPE_USER;
+}
+
+static int
+on_body(llhttp_t *p, const char *at, size_t n)
+{
+	struct upstream_req *r = ((struct wconn *)p->data)->req;
+
+	if (r->ops == NULL)
+		return HPE_USER;
+	r->bytes += n;
+	if (r->ops->on_data(r->arg, at, n))
+		return HPE_PAUSED;
+	return r->ops ? 0 : HPE_USER;
+}
+
+static int
+on_message_complete(llhttp_t *p)
+{
+	struct upstream_req *r = ((struct wconn *)p->data)->req;
+
+	if (r->status < 200) {
+		/* The 1xx is over: forget its head. */
+		r->ctype_len = 0;
+		return 0;
+	}
+	r->complete = 1;
+	return HPE_PAUSED;         /* stop at the answer's end */
+}
+
+
+static void
+settings_init(void)
+{
+	llhttp_settings_init(&settings);
+	settings.on_header_field = on_header_field;
+	settings.on_header_field_complete = on_header_field_complete;
+	settings.on_header_value = on_header_value;
+	settings.on_header_value_complete = on_header_value_complete;
+	settings.on_headers_complete = on_headers_complete;
+	settings.on_body = on_body;
+	settings.on_message_complete = on_message_complete;
+}
+
+/* ---- calls ---- */
+
+/* Finds an idle connection for r or opens one, else r waits. */
+static void
+dispatch(struct upstream_req *r)
+{
+	struct upstream *u = r->u;
+	struct wconn *w;
+
+	for (w = u->idle; w; w = w->inext)
+		if (strcmp(w->key, r->key) == 0) {
+			w_begin(w, r);
+			return;
+		}
+	if (u->nconns < (size_t)u->max_conns) {
+		w_open(r);
+		return;
+	}
+	/* An idle connection of other settings makes room. */
+	if (u->idle) {
+		w_close(u->idle);
+		if (u->nconns < (size_t)u->max_conns) {
+			w_open(r);
+			return;
+		}
+	}
+	r->queued = 1;
+	r->wnext = NULL;
+	if (u->wait_tail)
+		u->wait_tail->wnext = r;
+	else
+		u->wait_head = r;
+	u->wait_tail = r;
+	u->nwait++;
+}
+
+static void
+on_call_timeout(uv_timer_t *t)
+{
+	struct upstream_req *r = t->data;
+	struct wconn *w = r->w;
+
+	if (w) {
+		w->req = NULL;
+		r->w = NULL;
+		w_close(w);          /* mid-call: it cannot carry another */
+	}
+	if (!r->sent)
+		fail(r, 502, "upstream_unavailable", "connect_timeout", "connect",
+		    "no connection to WHM in time");
+	else
+		fail(r, 504, "upstream_timeout", "timeout", "timeout",
+		    "WHM did not answer in time");
+}
+
+/* The request as it goes on the wire (SPEC section 5): the rebuilt line,
+ * then exactly these headers. */
+static int
+build(struct upstream_req *r, const struct conf *c, const struct client *cl,
+    const struct upstream_call *call)
+{
+	struct buf *o = &r->out;
+	const char *host = c->upstream.base + 8;   /* after "https://" */
+	int rc = 0;
+
+	/* Sized first, so the token is never left behind in a buffer that
+	 * grew away from it. */
+	if (buf_reserve(o, 256 + strlen(call->target) + strlen(host) +
+	    strlen(cl->whm_user) + strlen(cl->whm_token) +
+	    strlen(call->request_id) + (call->body ? call->body_len : 0)) == -1)
+		return -1;
+	rc |= buf_adds(o, call->body ? "POST " : "GET ");
+	rc |= buf_adds(o, call->target);
+	rc |= buf_adds(o, " HTTP/1.1\r\nHost: ");
+	rc |= buf_adds(o, host);
+	rc |= buf_adds(o, "\r\nAuthorization: whm ");
+	rc |= buf_adds(o, cl->whm_user);
+	rc |= buf_addc(o, ':');
+	rc |= buf_adds(o, cl->whm_token);
+	rc |= buf_adds(o, "\r\nAccept: application/json\r\nUser-Agent: whmgate/"
+	    WHMGATE_VERSION "\r\nX-Request-Id: ");
+	rc |= buf_adds(o, call->request_id);
+	if (call->body) {
+		rc |= buf_adds(o, "\r\nContent-Type: application/x-www-form-urlencoded"
+		    "\r\nContent-Length: ");
+		rc |= buf_addu(o, (unsigned long long)call->body_len);
+		rc |= buf_adds(o, "\r\n\r\n");
+		rc |= buf_add(o, call->body, call->body_len);
+	} else {
+		rc |= buf_adds(o, "\r\n\r\n");
+	}
+	return rc ? -1 : 0;
 }
 
 struct upstream_req *
@@ -636,114 +1156,151 @@ upstream_start(struct upstream *u, const struct conf *c,
     const struct upstream_ops *ops, void *arg)
 {
 	struct upstream_req *r = calloc(1, sizeof(*r));
-	CURL *e;
-	int rc = 0, fresh = 1;
 
 	if (r == NULL)
 		return NULL;
+	if (uv_timer_init(u->loop, &r->timer) != 0) {
+		free(r);
+		return NULL;
+	}
+	r->timer.data = r;
 	r->u = u;
 	r->ops = ops;
 	r->arg = arg;
+	r->conf = c;
 	r->clen = -1;
 	r->t0 = time_ms();
-	if (u->npool > 0) {
-		e = r->easy = u->pool[--u->npool];
-		if ((fresh = u->pool_serial[u->npool] != c->serial))
-			curl_easy_reset(e);
-	} else if ((e = r->easy = curl_easy_init()) == NULL) {
-		goto fail;
+	buf_init(&r->out);
+	buf_init(&r->held);
+	if (build(r, c, cl, call) == -1) {
+		r->ops = NULL;
+		req_release(r);
+		return NULL;
 	}
-	/* Exactly the headers of SPEC section 5: this call's two, then the
-	 * fixed ones (curl's own Accept and Expect replaced or removed). The
-	 * text is sized first, so the token is never left in a buffer that
-	 * grew away from it. */
-	{
-		struct buf *t = &r->own_text;
-		size_t auth_off, id_off;
-
-		static const char a[] = "Authorization: whm ", x[] = "X-Request-Id: ";
-
-		buf_init(t);
-		if (buf_reserve(t, sizeof(a) + strlen(cl->whm_user) + 1 +
-		    strlen(cl->whm_token) + sizeof(x) + strlen(call->request_id)) == -1)
-			goto fail;
-		/* From here on the additions fit: no realloc moves the token. */
-		auth_off = t->len;
-		rc |= buf_adds(t, a);
-		rc |= buf_adds(t, cl->whm_user);
-		rc |= buf_addc(t, ':');
-		rc |= buf_adds(t, cl->whm_token);
-		rc |= buf_addc(t, '\0');
-		id_off = t->len;
-		rc |= buf_adds(t, x);
-		rc |= buf_adds(t, call->request_id);
-		if (rc)
-			goto fail;
-		r->own[0].data = t->p + auth_off;
-		r->own[0].next = &r->own[1];
-		r->own[1].data = t->p + id_off;
-		r->own[1].next = call->body ? &u->ctype : u->fixed;
-	}
-	if (call->body) {
-		if ((r->body = malloc(call->body_len + 1)) == NULL)
-			goto fail;
-		memcpy(r->body, call->body, call->body_len);
-		r->body[call->body_len] = '\0';
-	}
-	if (rc)
-		goto fail;
-	if (fresh)
-		easy_setup(u, c, e);
-	r->serial = c->serial;
-	curl_easy_setopt(e, CURLOPT_URL, call->url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->own);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-	if (call->body) {
-		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-		    (curl_off_t)call->body_len);
-	} else {
-		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-	}
-	if (curl_multi_add_handle(u->multi, e) != CURLM_OK)
-		goto fail;
+	conf_key(c, r->key);
+	uv_timer_start(&r->timer, on_call_timeout, (uint64_t)c->upstream.timeout_ms, 0);
+	/* No callback from here: failures found now are delivered from the
+	 * loop (fail_later), and WHM's answer comes through on_poll. */
+	dispatch(r);
 	return r;
-fail:
-	req_free(r);
-	return NULL;
 }
 
 void
 upstream_resume(struct upstream_req *r)
 {
-	struct upstream *u = r->u;
+	struct wconn *w = r->w;
 
-	/* curl may deliver the held piece from inside this call. */
-	u->depth++;
-	curl_easy_pause(r->easy, CURLPAUSE_CONT);
-	u->depth--;
-	check_done(u);
-	reap(u);
+	if (!r->paused || w == NULL || r->ended)
+		return;
+	r->paused = 0;
+	llhttp_resume(&w->p);
+	w->in_io = 1;
+	/* What was read but held goes first; then the socket, and what
+	 * OpenSSL already decrypted, which no poll would announce. */
+	if (w_feed(w, r->held.p + r->held_off, r->held.len - r->held_off, 1) == 0 &&
+	    !w->closing && w->req == r) {
+		r->held.len = r->held_off = 0;
+		w_arm(w, UV_READABLE);
+		w_read(w);
+	}
+	w->in_io = 0;
 }
 
 void
 upstream_cancel(struct upstream_req *r)
 {
-	struct upstream *u = r->u;
+	struct wconn *w = r->w;
 
-	if (r->cancelled && r->ops == NULL)
+	if (r->ended)
 		return;
-	r->cancelled = 1;
 	r->ops = NULL;
-	r->serial = 0;           /* cut mid-transfer: set up afresh */
-	if (u->depth > 0) {
-		r->reaping = 1;
-		r->next_reap = u->reap;
-		u->reap = r;
-		return;
+	if (w && w->in_io)
+		return;          /* the read loop sees ops NULL and fails w */
+	if (w) {
+		w->req = NULL;
+		r->w = NULL;
+		/* Mid-call or mid-connect, it cannot carry another call. */
+		w_close(w);
 	}
-	curl_multi_remove_handle(u->multi, r->easy);
-	req_free(r);
+	wait_remove(r);
+	r->ended = 1;
+	req_release(r);
+}
+
+/* ---- the pool ---- */
+
+struct upstream *
+upstream_new(uv_loop_t *loop, const struct conf *c)
+{
+	struct upstream *u = calloc(1, sizeof(*u));
+	const char *ssl;
+
+	if (u == NULL)
+		return NULL;
+	pthread_once(&settings_once, settings_init);
+	u->loop = loop;
+	if ((u->multi = curl_multi_init()) == NULL) {
+		free(u);
+		return NULL;
+	}
+	if (uv_timer_init(loop, &u->timer) != 0) {
+		curl_multi_cleanup(u->multi);
+		free(u);
+		return NULL;
+	}
+	u->timer.data = u;
+	ssl = curl_version_info(CURLVERSION_NOW)->ssl_version;
+	u->openssl = ssl && strncmp(ssl, "OpenSSL/", 8) == 0;
+	curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+	curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+	curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+	curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+	upstream_set_conf(u, c);
+	return u;
+}
+
+void
+upstream_set_conf(struct upstream *u, const struct conf *c)
+{
+	struct wconn *w, *next;
+
+	u->max_conns = c->upstream.max_connections;
+	u->idle_ms = c->upstream.idle_timeout_ms;
+	conf_key(c, u->key);
+	for (w = u->idle; w; w = next) {
+		next = w->inext;
+		if (strcmp(w->key, u->key) != 0)
+			w_close(w);
+	}
+	serve_waiting(u);
+}
+
+void
+upstream_pool(const struct upstream *u, size_t *open, size_t *idle,
+    size_t *waiting)
+{
+	*open = u->nconns;
+	*idle = u->nidle;
+	*waiting = u->nwait;
+}
+
+static void
+on_timer_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void
+upstream_free(struct upstream *u)
+{
+	if (u == NULL)
+		return;
+	u->freeing = 1;
+	while (u->conns)
+		w_close(u->conns);
+	curl_multi_cleanup(u->multi);
+	for (int fd = 0; fd < u->nsocks; fd++)
+		sock_forget(u, fd);
+	free(u->socks);
+	uv_close((uv_handle_t *)&u->timer, on_timer_closed);
 }

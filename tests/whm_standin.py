@@ -34,7 +34,7 @@ ACCESS_DENIED = {"cpanelresult": {"apiversion": "2", "error": "Access denied",
 BEHAVIOURS = {"delay_ms": int, "body_bytes": int, "drip_ms": int, "status": int,
               "reset_after_head": bool, "close_without_answer": bool,
               "not_json": bool, "metadata_first": bool, "chunked": bool,
-              "idle_close_ms": int}
+              "idle_close_ms": int, "raw_answer": str}
 
 
 def log(msg):
@@ -506,6 +506,13 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             beh = dict(st.behave)
         if beh.get("close_without_answer"):
+            self.close_connection = True
+            return
+        if beh.get("raw_answer") is not None:
+            # Exactly these bytes (latin-1) as the answer, then the close:
+            # malformed heads and bodies for the client's parser.
+            self.wfile.write(beh["raw_answer"].encode("latin-1"))
+            self.wfile.flush()
             self.close_connection = True
             return
         self.answer(*self.api_response(path, dict(params), beh), beh)
