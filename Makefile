@@ -33,7 +33,7 @@ OBJS_CORE = $(CORE:%=$(BUILD)/%.o) $(LLHTTP_SRCS:%=$(BUILD)/llhttp_%.o)
 OBJS_DAEMON = $(SRCS_DAEMON:proxy/%.c=$(BUILD)/%.o)
 UNIT_TESTS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c)) test_outcome_portable
 
-.PHONY: all deps run test unit integration clean bench fuzz fuzz-build install
+.PHONY: all deps run test unit integration clean bench bench-callgrind fuzz fuzz-build install
 all: $(BUILD)/whmgate
 
 $(BUILD):
@@ -132,6 +132,11 @@ bench: deps
 	fi
 	$(MAKE) all
 	tests/bench/run.sh
+
+# Instructions and allocation calls per call under callgrind.
+bench-callgrind: deps
+	$(MAKE) all
+	python3 tests/bench/callgrind.py $(BUILD)/whmgate
 
 clean:
 	rm -rf build
