@@ -1,4 +1,5 @@
-/* admin.h - the admin listener: GET /healthz, /readyz, /metrics. One
+/* admin.h - the admin listener: GET or HEAD /healthz, /readyz, /metrics
+ * (HTTP/1.0 without Host as well as 1.1). One
  * request per connection; the answer closes it. */
 #ifndef WHMGATE_ADMIN_H
 #define WHMGATE_ADMIN_H
