@@ -24,6 +24,8 @@ LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 DEB_PKGS = build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev \
            libyajl-dev node-llhttp curl openssl python3 procps valgrind clang libclang-rt-14-dev rsyslog strace \
            nginx wrk
+# The rollout checks: the man page's lint, the unit's verify, rotation dry runs.
+DEB_PKGS += mandoc systemd logrotate
 
 CORE = util log conf http params auth policy outcome syslog audit
 SRCS_CORE = $(CORE:%=proxy/%.c)
@@ -119,6 +121,8 @@ install: all
 	install -m 0644 conf/demo.template.json $(DESTDIR)$(PREFIX)/share/doc/whmgate/example.json
 	sed 's#/usr/local#$(PREFIX)#g' conf/whmgate.service >$(DESTDIR)/lib/systemd/system/whmgate.service
 	install -m 0644 conf/logrotate $(DESTDIR)/etc/logrotate.d/whmgate
+	install -d $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0644 man/whmgate.8 $(DESTDIR)$(PREFIX)/share/man/man8/whmgate.8
 
 # `make bench` (SPEC section 10): nginx, HAProxy and wrk from Debian, then
 # tests/bench/run.sh. BENCH_SECONDS (10) per row, WORKERS (1).

@@ -19,6 +19,9 @@
 #include "util.h"
 
 #include <curl/curl.h>
+#include <llhttp.h>
+#include <openssl/crypto.h>
+#include <yajl/yajl_version.h>
 #include <errno.h>
 #include <grp.h>
 #include <malloc.h>
@@ -44,10 +47,33 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: whmgate [-c FILE]           run (default conf/whmgate.json)\n"
-	    "       whmgate -t [-c FILE]        check the config and exit\n"
+	    "       whmgate -t [-c FILE]        check the config and exit (0 valid, 1 not)\n"
 	    "       whmgate keygen              print a new client key and its sha256: line\n"
 	    "       whmgate audit verify FILE... [--key KEYFILE]\n"
-	    "       whmgate -V | -h\n");
+	    "                                   verify audit files as one chain\n"
+	    "       whmgate -V | --version      version, and the libraries it runs on\n"
+	    "       whmgate -h | --help         this text\n"
+	    "signals: HUP reload, USR1 reopen the audit file, TERM/INT drain and stop\n"
+	    "see whmgate(8)\n");
+}
+
+/* The versions of the libraries this binary runs on: the loaded ones where
+ * the library can say (libuv, OpenSSL, libcurl, yajl), else the one built in
+ * (llhttp is compiled from Debian's sources). */
+static void
+version(void)
+{
+	const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+	int y = yajl_version();
+
+	printf("whmgate %s\n", WHMGATE_VERSION);
+	printf("libuv %s\n", uv_version_string());
+	printf("llhttp %d.%d.%d\n", LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR,
+	    LLHTTP_VERSION_PATCH);
+	printf("OpenSSL %s (%s)\n", OpenSSL_version(OPENSSL_FULL_VERSION_STRING),
+	    OpenSSL_version(OPENSSL_VERSION));
+	printf("libcurl %s (%s)\n", cv->version, cv->ssl_version ? cv->ssl_version : "no TLS");
+	printf("yajl %d.%d.%d\n", y / 10000, y / 100 % 100, y % 100);
 }
 
 /* After binding and opening the audit file: the process holds no root
@@ -265,10 +291,12 @@ main(int argc, char **argv)
 			check = 1;
 		else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
 			conf_file = argv[++i];
-		else if (strcmp(argv[i], "-V") == 0) {
-			printf("whmgate %s\n", WHMGATE_VERSION);
+		else if (strcmp(argv[i], "-V") == 0 ||
+		    strcmp(argv[i], "--version") == 0) {
+			version();
 			return 0;
-		} else if (strcmp(argv[i], "-h") == 0) {
+		} else if (strcmp(argv[i], "-h") == 0 ||
+		    strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
 			return 0;
 		} else {

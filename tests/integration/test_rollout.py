@@ -6,7 +6,7 @@ import re
 import socket
 import subprocess
 
-from lib import eq, free_port, parse_head, wait_until
+from lib import ROOT, eq, free_port, parse_head, wait_until
 from opslib import admin_conf, admin_get, write_conf
 
 LIST = "/json-api/listaccts?api.version=1"
@@ -101,3 +101,75 @@ def test_rollout_admin_readyz_audit_unwritable(t):
     eq((status, body), (503, b""), "HEAD /readyz")
     eq(admin_raw(conf, b"GET /healthz HTTP/1.0\r\n\r\n")[0], 200, "/healthz")
     eq(t.standin.requests(), [], "requests WHM received")
+
+
+# ---------------------------------------------------------------- 2. command line, man page
+
+def _pkg_version(name):
+    r = subprocess.run(["pkg-config", "--modversion", name], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 0, f"pkg-config {name}: {r.stderr.strip()}"
+    return r.stdout.strip()
+
+
+def _llhttp_version():
+    parts = {}
+    with open("/usr/share/include/llhttp/llhttp.h") as f:
+        for line in f:
+            m = re.match(r"#define LLHTTP_VERSION_(MAJOR|MINOR|PATCH) (\d+)", line)
+            if m:
+                parts[m.group(1)] = m.group(2)
+    return f"{parts['MAJOR']}.{parts['MINOR']}.{parts['PATCH']}"
+
+
+def test_rollout_cli_help_version(t):
+    """Issue 12, 8: --help and -h print the usage on stdout and exit 0;
+    --version and -V exit 0 with whmgate's version and those of libuv,
+    llhttp, OpenSSL, libcurl and yajl (as the system's packages say); an
+    unknown option is a usage error (2, usage on stderr)."""
+    for flag in ("--help", "-h"):
+        r = t.run_bin(flag)
+        eq(r.returncode, 0, f"exit code of {flag} (stderr {r.stderr[-200:]!r})")
+        assert r.stdout.startswith("usage: whmgate"), f"{flag} stdout: {r.stdout[:120]!r}"
+        for word in ("-c FILE", "-t", "keygen", "audit verify", "--version", "--help"):
+            assert word in r.stdout, f"{flag} does not mention {word!r}: {r.stdout!r}"
+        eq(r.stderr, "", f"stderr of {flag}")
+    want = {"whmgate": t.session.version, "libuv": _pkg_version("libuv"),
+            "llhttp": _llhttp_version(), "OpenSSL": _pkg_version("openssl"),
+            "libcurl": _pkg_version("libcurl"), "yajl": _pkg_version("yajl")}
+    for flag in ("--version", "-V"):
+        r = t.run_bin(flag)
+        eq(r.returncode, 0, f"exit code of {flag}")
+        got = {}
+        for line in r.stdout.splitlines():
+            name, _, rest = line.partition(" ")
+            got[name] = rest.split(" ")[0]
+        eq(got, want, f"versions printed by {flag}")
+        assert re.fullmatch(r"\d+\.\d+\.\d+", got["whmgate"]), f"whmgate version {got}"
+    for bad in (["--bogus"], ["-x"], ["-c"]):
+        r = t.run_bin(*bad)
+        eq(r.returncode, 2, f"exit code of {bad}")
+        assert r.stderr.startswith("usage: whmgate"), f"stderr of {bad}: {r.stderr[:120]!r}"
+
+
+def test_rollout_man_page(t):
+    """Issue 12, 8: man/whmgate.8 passes `mandoc -T lint` (warnings and
+    worse) and documents every option and command --help lists."""
+    page = os.path.join(ROOT, "man", "whmgate.8")
+    r = subprocess.run(["mandoc", "-T", "lint", "-W", "warning", page], capture_output=True,
+                       text=True, timeout=30)
+    eq((r.returncode, r.stdout + r.stderr), (0, ""), "mandoc -T lint -W warning")
+    r = subprocess.run(["mandoc", "-T", "utf8", page], capture_output=True, text=True,
+                       timeout=30, env=dict(os.environ, MANWIDTH="200"))
+    eq(r.returncode, 0, "mandoc -T utf8")
+    text = re.sub(r".\x08", "", r.stdout)
+    usage = t.run_bin("--help").stdout
+    opts = set(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", usage))
+    words = {w for w in ("keygen", "audit verify") if w in usage}
+    assert {"-c", "-t", "-V", "--version", "-h", "--help", "--key"} <= opts, opts
+    missing = [o for o in sorted(opts | words) if o not in text]
+    assert not missing, f"the man page does not document {missing}"
+    for section in ("SYNOPSIS", "SIGNALS", "ENVIRONMENT", "FILES", "EXIT STATUS"):
+        assert section in text, f"no {section} section"
+    for env in ("NOTIFY_SOCKET", "JOURNAL_STREAM"):
+        assert env in text, f"the man page does not mention {env}"
