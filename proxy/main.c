@@ -138,6 +138,26 @@ reload_blocker(const struct conf *o, const struct conf *n)
 	return NULL;
 }
 
+/* Each line of problems (as conf_load lists them) as its own log line. */
+static void
+log_problems(const char *what, const char *problems)
+{
+	const char *p = problems, *nl;
+
+	if (p == NULL || *p == '\0') {
+		log_err("%s", what);
+		return;
+	}
+	while (*p) {
+		nl = strchr(p, '\n');
+		if (nl == NULL)
+			nl = p + strlen(p);
+		if (nl > p)
+			log_err("%s: %.*s", what, (int)(nl - p), p);
+		p = *nl ? nl + 1 : nl;
+	}
+}
+
 static void
 reload_refused(const char *why)
 {
@@ -162,8 +182,10 @@ on_hup(uv_signal_t *h, int sig)
 	buf_init(&errs);
 	n = conf_load(conf_file, &errs);
 	if (n == NULL) {
-		/* The first problem goes in the record; all go to stderr. */
-		log_err("reload refused:\n%s", errs.p ? errs.p : "");
+		/* The first problem goes in the record; all go to stderr, one
+		 * line each (a journal entry per problem, every one with its
+		 * priority). */
+		log_problems("reload refused", errs.p);
 		if (errs.p && (nl = strchr(errs.p, '\n')) != NULL)
 			*nl = '\0';
 		reload_refused(errs.p ? errs.p : "invalid config");
@@ -179,7 +201,7 @@ on_hup(uv_signal_t *h, int sig)
 	}
 	ctx = server_tls_load(n, &errs, &failed);
 	if (failed) {
-		log_err("reload refused: TLS: %s", errs.p ? errs.p : "");
+		log_problems("reload refused: TLS", errs.p);
 		reload_refused("TLS certificate or key cannot be loaded");
 		conf_unref(n);
 		buf_fini(&errs);
@@ -319,6 +341,7 @@ main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	if (getenv("WHMGATE_DEBUG"))
 		log_min = LOG_DEBUG;
+	log_init();
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	buf_init(&errs);
 	conf = conf_load(conf_file, &errs);

@@ -1,13 +1,14 @@
 """Production rollout (issue 12; SPEC sections 1, 2 and 9): the admin
 listener as load balancers probe it, the command line, the man page,
 logging to the journal, sd_notify, packaging and the `-t` checks."""
+import json
 import os
 import re
 import socket
 import subprocess
 
-from lib import ROOT, eq, free_port, parse_head, wait_until
-from opslib import admin_conf, admin_get, write_conf
+from lib import ROOT, Gate, eq, free_port, parse_head, spawn, wait_until
+from opslib import admin_conf, admin_get, sighup, write_conf
 
 LIST = "/json-api/listaccts?api.version=1"
 
@@ -173,3 +174,76 @@ def test_rollout_man_page(t):
         assert section in text, f"no {section} section"
     for env in ("NOTIFY_SOCKET", "JOURNAL_STREAM"):
         assert env in text, f"the man page does not mention {env}"
+
+
+# ---------------------------------------------------------------- 3. logging to the journal
+
+class StderrGate(Gate):
+    """A Gate whose environment may depend on its stderr file (its device
+    and inode, as systemd puts them in JOURNAL_STREAM)."""
+
+    def __init__(self, ctx, conf, name, env_for):  # noqa: super().__init__ spawns
+        self.ctx = ctx
+        self.session = s = ctx.session
+        self.name = name
+        self.dir = ctx.dir
+        self.conf = conf
+        self.conf_path = os.path.join(self.dir, f"{name}.json")
+        write_conf(self.conf_path, conf)
+        self.port = int(conf["listen"][0].rsplit(":", 1)[1])
+        self.audit_path = conf["audit"]["file"]
+        self.err = os.path.join(self.dir, f"{name}.stderr")
+        self.rc = None
+        with open(self.err, "wb") as errf:
+            st = os.fstat(errf.fileno())
+            self.proc = spawn([*s.wrapper, s.bin, "-c", self.conf_path],
+                              stdin=subprocess.DEVNULL, stdout=errf, stderr=errf,
+                              cwd=self.dir, env=dict(os.environ, **env_for(st)))
+        self.pid = self.proc.pid
+
+
+def start_stderr_gate(t, conf, env_for):
+    g = StderrGate(t, conf, f"gate{len(t.gates)}", env_for)
+    t.gates.append(g)
+    g.wait_ready()
+    return g
+
+
+def test_rollout_journal_priorities(t):
+    """Issue 12, 6: with JOURNAL_STREAM naming stderr, every line whmgate
+    writes starts with its <N> priority (warning 4, info 6, error 3) and a
+    refused reload with two problems is two lines, each `<3>reload
+    refused: FILE: <path>: ...`; with JOURNAL_STREAM naming another file
+    (stderr redirected) the lines keep the plain form."""
+    conf = t.conf(insecure_skip_verify=True)
+    g = start_stderr_gate(t, conf, lambda st: {
+        "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+    bad = json.loads(json.dumps(conf))
+    bad["bogus"] = 1
+    bad["audit"]["fsync"] = "sometimes"
+    rec = sighup(g, bad)
+    eq(rec.get("result"), "refused", f"reload record ({rec})")
+    eq(g.stop(), 0, "exit code")
+    lines = g.stderr().splitlines()
+    assert lines, "no stderr at all"
+    plain = [l for l in lines if not re.match(r"<[0-7]>\S", l)]
+    eq(plain, [], "lines without a <N> prefix")
+    warn = [l for l in lines if "insecure_skip_verify" in l]
+    assert warn and all(l.startswith("<4>") for l in warn), f"the warning: {warn}"
+    assert any(l.startswith("<6>") and "started" in l for l in lines), \
+        f"no <6> start line: {lines[:6]}"
+    refused = [l for l in lines if "reload refused" in l]
+    want = [f"<3>reload refused: {g.conf_path}: $.bogus: ",
+            f"<3>reload refused: {g.conf_path}: $.audit.fsync: "]
+    for w in want:
+        assert any(l.startswith(w) for l in refused), f"no line {w!r} in {refused}"
+    eq(len(refused), 2, f"lines of the refused reload ({refused})")
+    assert any(l.startswith("<6>") for l in lines if "draining" in l), "no <6> drain line"
+
+    # stderr is no longer the stream systemd named: no prefix.
+    g2 = start_stderr_gate(t, t.conf(insecure_skip_verify=True), lambda st: {
+        "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino + 1}"})
+    eq(g2.stop(), 0, "exit code")
+    lines = g2.stderr().splitlines()
+    assert lines and all(re.match(r"\d{4}-\d\d-\d\dT\S+Z whmgate\[\w+\]: ", l)
+                         for l in lines), f"plain lines: {lines[:4]}"
