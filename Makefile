@@ -30,6 +30,7 @@ DEB_PKGS += mandoc systemd logrotate
 CORE = util log conf http params auth policy outcome syslog audit
 SRCS_CORE = $(CORE:%=proxy/%.c)
 SRCS_DAEMON = proxy/tls.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/server.c proxy/admin.c proxy/main.c
+SRCS_DAEMON += proxy/notify.c
 LLHTTP_SRCS = llhttp api http
 OBJS_CORE = $(CORE:%=$(BUILD)/%.o) $(LLHTTP_SRCS:%=$(BUILD)/llhttp_%.o)
 OBJS_DAEMON = $(SRCS_DAEMON:proxy/%.c=$(BUILD)/%.o)

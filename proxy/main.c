@@ -13,6 +13,7 @@
 #include "conn.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "server.h"
 #include "tls.h"
 #include "upstream.h"
@@ -163,6 +164,10 @@ reload_refused(const char *why)
 {
 	audit_system(audit, "reload", "result", "refused", "reason", why, NULL);
 	metrics_reload(0);
+	/* The service manager hears the outcome too: still ready, on the old
+	 * config, and why (one line: a notify message is KEY=value lines). */
+	notify_send("READY=1\nSTATUS=reload refused: %.*s", (int)strcspn(why, "\n"),
+	    why);
 }
 
 static void
@@ -179,6 +184,7 @@ on_hup(uv_signal_t *h, int sig)
 	(void)sig;
 	if (draining)
 		return;
+	notify_reloading();
 	buf_init(&errs);
 	n = conf_load(conf_file, &errs);
 	if (n == NULL) {
@@ -220,6 +226,7 @@ on_hup(uv_signal_t *h, int sig)
 	    n->digest, NULL);
 	metrics_reload(1);
 	log_info("reloaded %s", conf_file);
+	notify_send("READY=1\nSTATUS=serving (config %.12s)", n->digest);
 }
 
 static void
@@ -254,6 +261,7 @@ on_term(uv_signal_t *h, int sig)
 		return;
 	log_info("signal %d: draining", sig);
 	draining = 1;
+	notify_send("STOPPING=1\nSTATUS=draining");
 	admin_set_draining();
 	for (i = 0; i < nworkers; i++)
 		server_post_drain(&workers[i]);
@@ -368,6 +376,8 @@ main(int argc, char **argv)
 	if (conf->upstream.insecure_skip_verify)
 		log_warn("upstream.insecure_skip_verify is true: WHM's "
 		    "certificate is NOT verified; tokens can be stolen");
+	/* Before the privilege drop: the socket's path may be root's. */
+	notify_init();
 	if ((audit = audit_open(conf, &errs)) == NULL) {
 		log_err("%s", errs.p ? errs.p : "audit: cannot open");
 		buf_fini(&errs);
@@ -402,6 +412,9 @@ main(int argc, char **argv)
 	log_info("whmgate %s started (config %s, upstream %s, %d worker%s)",
 	    WHMGATE_VERSION, conf_file, conf->upstream.base, nworkers,
 	    nworkers == 1 ? "" : "s");
+	/* Bound, privileges dropped, the trail open: connections queue on the
+	 * listeners until the loop runs, a moment from now. */
+	notify_send("READY=1\nSTATUS=serving (config %.12s)", conf->digest);
 	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
 	for (i = 1; i < nworkers; i++)
 		server_join(&workers[i]);
@@ -416,6 +429,7 @@ main(int argc, char **argv)
 	if (rc != 0)
 		log_warn("loop closed with handles open");
 	curl_global_cleanup();
+	notify_fini();
 	log_info("stopped");
 	return 0;
 }

@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 
 from lib import ROOT, Gate, eq, free_port, parse_head, spawn, wait_until
 from opslib import admin_conf, admin_get, sighup, write_conf
@@ -247,3 +248,87 @@ def test_rollout_journal_priorities(t):
     lines = g2.stderr().splitlines()
     assert lines and all(re.match(r"\d{4}-\d\d-\d\dT\S+Z whmgate\[\w+\]: ", l)
                          for l in lines), f"plain lines: {lines[:4]}"
+
+
+# ---------------------------------------------------------------- 4. sd_notify
+
+def notify_socket(t, abstract=False):
+    """A datagram socket as systemd's notify socket; (socket, NOTIFY_SOCKET)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if abstract:
+        name = f"whmgate-test-{os.getpid()}-{os.urandom(4).hex()}"
+        s.bind("\0" + name)
+        return s, "@" + name
+    path = os.path.join(t.dir, "notify.sock")
+    s.bind(path)
+    return s, path
+
+
+def notify_msgs(s, n, timeout=10):
+    """The next n datagrams, each as {KEY: value}; fails on fewer."""
+    out = []
+    s.settimeout(timeout)
+    for _ in range(n):
+        try:
+            data = s.recv(4096)
+        except socket.timeout:
+            raise AssertionError(f"{len(out)} notify messages, want {n}: {out}")
+        out.append(dict(line.split("=", 1) for line in data.decode().split("\n")))
+    return out
+
+
+def no_more(s, wait=0.3):
+    s.settimeout(wait)
+    try:
+        extra = s.recv(4096)
+    except socket.timeout:
+        return
+    raise AssertionError(f"an unexpected notify message: {extra!r}")
+
+
+def test_rollout_sd_notify(t):
+    """Issue 12, 2 (Type=notify): READY=1 once whmgate serves; at SIGHUP
+    RELOADING=1 with MONOTONIC_USEC (CLOCK_MONOTONIC, in the window of the
+    signal) then READY=1; a refused reload READY=1 with STATUS=reload
+    refused: <first problem>; STOPPING=1 at SIGTERM. Also to an abstract
+    socket (@name)."""
+    s, addr = notify_socket(t)
+    conf = t.conf()
+    g = t.gate(conf, env={"NOTIFY_SOCKET": addr})
+    m = notify_msgs(s, 1)[0]
+    eq(m.get("READY"), "1", f"first message {m}")
+    assert m.get("STATUS", "").startswith("serving"), f"STATUS at start: {m}"
+    eq(g.curl(LIST, auth=f"Bearer {t.key('billing')}").status, 200, "a call once READY")
+
+    wide = json.loads(json.dumps(conf))
+    wide["clients"]["support"]["allow"]["accountsummary"] = {}
+    before = time.monotonic_ns() // 1000
+    rec = sighup(g, wide)
+    after = time.monotonic_ns() // 1000
+    eq(rec.get("result"), "ok", "reload record")
+    reloading, ready = notify_msgs(s, 2)
+    eq(reloading.get("RELOADING"), "1", f"first message of a reload {reloading}")
+    usec = int(reloading.get("MONOTONIC_USEC", "0"))
+    assert before <= usec <= after, f"MONOTONIC_USEC {usec} not in [{before}, {after}]"
+    eq(ready.get("READY"), "1", f"after the reload {ready}")
+
+    bad = json.loads(json.dumps(conf))
+    bad["bogus"] = 1
+    rec = sighup(g, bad)
+    eq(rec.get("result"), "refused", "reload record of a bad config")
+    reloading, ready = notify_msgs(s, 2)
+    eq(reloading.get("RELOADING"), "1", f"first message of a refused reload {reloading}")
+    eq(ready.get("READY"), "1", f"after a refused reload {ready}")
+    want = f"reload refused: {g.conf_path}: $.bogus: "
+    assert ready.get("STATUS", "").startswith(want), f"STATUS {ready} (want {want!r}...)"
+    no_more(s)
+    eq(g.stop(), 0, "exit code")
+    m = notify_msgs(s, 1)[0]
+    eq(m.get("STOPPING"), "1", f"message at SIGTERM {m}")
+    no_more(s)
+
+    a, name = notify_socket(t, abstract=True)
+    g2 = t.gate(t.conf(), env={"NOTIFY_SOCKET": name})
+    eq(notify_msgs(a, 1)[0].get("READY"), "1", f"READY=1 to {name}")
+    eq(g2.stop(), 0, "exit code")
+    eq(notify_msgs(a, 1)[0].get("STOPPING"), "1", f"STOPPING=1 to {name}")
