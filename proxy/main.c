@@ -22,8 +22,10 @@
 #include <curl/curl.h>
 #include <llhttp.h>
 #include <openssl/crypto.h>
+#include <yajl/yajl_tree.h>
 #include <yajl/yajl_version.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <malloc.h>
 #include <pwd.h>
@@ -52,6 +54,9 @@ usage(FILE *f)
 	    "       whmgate keygen              print a new client key and its sha256: line\n"
 	    "       whmgate audit verify FILE... [--key KEYFILE]\n"
 	    "                                   verify audit files as one chain\n"
+	    "       whmgate reload [-c FILE] --pid PID [--timeout SECONDS]\n"
+	    "                                   check FILE, send SIGHUP to PID, wait for\n"
+	    "                                   its verdict (0 reloaded, 1 refused)\n"
 	    "       whmgate -V | --version      version, and the libraries it runs on\n"
 	    "       whmgate -h | --help         this text\n"
 	    "signals: HUP reload, USR1 reopen the audit file, TERM/INT drain and stop\n"
@@ -303,19 +308,173 @@ cmd_verify(int argc, char **argv)
 	return rc == 0 ? 0 : 1;
 }
 
+/* The config as start and -t see it: loaded, checked, TLS files loaded.
+ * Returns it (one reference) with *ctx, or NULL after printing every
+ * problem on stderr. */
+static struct conf *
+check_config(const char *file, SSL_CTX ***ctx)
+{
+	struct buf errs;
+	struct conf *c;
+	int failed;
+
+	buf_init(&errs);
+	c = conf_load(file, &errs);
+	if (c == NULL) {
+		fputs(errs.p ? errs.p : "invalid config\n", stderr);
+		buf_fini(&errs);
+		return NULL;
+	}
+	*ctx = server_tls_load(c, &errs, &failed);
+	if (failed) {
+		fprintf(stderr, "%s: $.listen_tls: %s\n", file,
+		    errs.p ? errs.p : "TLS set-up failed");
+		buf_fini(&errs);
+		conf_unref(c);
+		return NULL;
+	}
+	buf_fini(&errs);
+	return c;
+}
+
+/* One audit line: if it is a reload record, its result ("ok" or
+ * "refused") and reason, else NULL. Frees nothing the caller holds. */
+static yajl_val
+reload_record(const char *line, const char **result, const char **reason)
+{
+	static const char *type_p[] = { "type", NULL }, *event_p[] = { "event", NULL },
+	    *result_p[] = { "result", NULL }, *reason_p[] = { "reason", NULL };
+	yajl_val v, t, e, r;
+
+	if (strstr(line, "\"reload\"") == NULL ||
+	    (v = yajl_tree_parse(line, NULL, 0)) == NULL)
+		return NULL;
+	t = yajl_tree_get(v, type_p, yajl_t_string);
+	e = yajl_tree_get(v, event_p, yajl_t_string);
+	r = yajl_tree_get(v, result_p, yajl_t_string);
+	if (t == NULL || e == NULL || r == NULL ||
+	    strcmp(t->u.string, "system") != 0 || strcmp(e->u.string, "reload") != 0) {
+		yajl_tree_free(v);
+		return NULL;
+	}
+	*result = r->u.string;
+	r = yajl_tree_get(v, reason_p, yajl_t_string);
+	*reason = r ? r->u.string : NULL;
+	return v;
+}
+
+/* whmgate reload -c FILE --pid PID [--timeout SECONDS]: what systemctl
+ * reload runs. Checks FILE as -t does (a refused config is never sent),
+ * sends SIGHUP, and waits for the reload record the daemon appends to its
+ * audit trail: exit 0 when it says ok, 1 when refused or when none comes,
+ * so the service manager reports what really happened. */
+static int
+cmd_reload(int argc, char **argv)
+{
+	struct conf *c;
+	SSL_CTX **ctx;
+	struct buf pending;
+	yajl_val rec;
+	const char *result, *reason;
+	char chunk[65536], *nl, *end;
+	double deadline;
+	long pid = 0, timeout = 60;
+	ssize_t n;
+	off_t off;
+	int i, fd, rc = 1;
+
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			conf_file = argv[++i];
+		else if (strcmp(argv[i], "--pid") == 0 && i + 1 < argc) {
+			pid = strtol(argv[++i], &end, 10);
+			if (*end || pid <= 1)
+				pid = 0;
+		} else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+			timeout = strtol(argv[++i], &end, 10);
+			if (*end || timeout <= 0)
+				timeout = 0;
+		} else
+			pid = -1;
+	}
+	if (pid <= 0 || timeout <= 0) {
+		usage(stderr);
+		return 2;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if ((c = check_config(conf_file, &ctx)) == NULL) {
+		fprintf(stderr, "reload refused: %s is not valid; whmgate keeps "
+		    "its config\n", conf_file);
+		curl_global_cleanup();
+		return 1;
+	}
+	server_tls_free(ctx, c->ntls);
+	/* audit.file cannot change on reload: the running daemon writes the
+	 * record to the file this config names (if it names another, that
+	 * reload is refused, and no record here says ok). */
+	if ((fd = open(c->audit.file, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    (off = lseek(fd, 0, SEEK_END)) == -1) {
+		fprintf(stderr, "reload: %s: %s\n", c->audit.file, strerror(errno));
+		goto out;
+	}
+	if (kill((pid_t)pid, SIGHUP) == -1) {
+		fprintf(stderr, "reload: pid %ld: %s\n", pid, strerror(errno));
+		goto out;
+	}
+	buf_init(&pending);
+	deadline = time_ms() + (double)timeout * 1000;
+	for (;;) {
+		while ((n = pread(fd, chunk, sizeof(chunk), off)) > 0) {
+			off += n;
+			buf_add(&pending, chunk, (size_t)n);
+		}
+		while (pending.len && (nl = memchr(pending.p, '\n', pending.len))) {
+			*nl = '\0';
+			rec = reload_record(pending.p, &result, &reason);
+			if (rec) {
+				rc = strcmp(result, "ok") == 0 ? 0 : 1;
+				if (rc == 0)
+					printf("reloaded %s\n", conf_file);
+				else
+					fprintf(stderr, "reload refused: %s\n",
+					    reason ? reason : result);
+				yajl_tree_free(rec);
+				buf_fini(&pending);
+				goto out;
+			}
+			pending.len -= (size_t)(nl + 1 - pending.p);
+			memmove(pending.p, nl + 1, pending.len);
+		}
+		if (time_ms() > deadline)
+			break;
+		usleep(20000);
+	}
+	fprintf(stderr, "reload: no reload record in %s within %ld s\n",
+	    c->audit.file, timeout);
+	buf_fini(&pending);
+out:
+	if (fd != -1)
+		close(fd);
+	conf_unref(c);
+	curl_global_cleanup();
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
 	struct buf errs;
 	struct rlimit rl = { 0, 0 };
 	SSL_CTX **ctx;
-	int check = 0, i, rc, failed;
+	int check = 0, i, rc;
 
 	if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
 		return cmd_keygen();
 	if (argc >= 3 && strcmp(argv[1], "audit") == 0 &&
 	    strcmp(argv[2], "verify") == 0)
 		return cmd_verify(argc - 3, argv + 3);
+	if (argc >= 2 && strcmp(argv[1], "reload") == 0)
+		return cmd_reload(argc - 2, argv + 2);
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-t") == 0)
 			check = 1;
@@ -351,22 +510,10 @@ main(int argc, char **argv)
 		log_min = LOG_DEBUG;
 	log_init();
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	buf_init(&errs);
-	conf = conf_load(conf_file, &errs);
-	if (conf == NULL) {
-		fputs(errs.p ? errs.p : "invalid config\n", stderr);
-		buf_fini(&errs);
-		return 1;
-	}
 	/* -t does every start-up check but binding, TLS files included. */
-	ctx = server_tls_load(conf, &errs, &failed);
-	if (failed) {
-		fprintf(stderr, "%s: $.listen_tls: %s\n", conf_file,
-		    errs.p ? errs.p : "TLS set-up failed");
-		buf_fini(&errs);
-		conf_unref(conf);
+	if ((conf = check_config(conf_file, &ctx)) == NULL)
 		return 1;
-	}
+	buf_init(&errs);
 	if (check) {
 		printf("%s: ok\n", conf_file);
 		server_tls_free(ctx, conf->ntls);

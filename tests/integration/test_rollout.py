@@ -167,8 +167,9 @@ def test_rollout_man_page(t):
     text = re.sub(r".\x08", "", r.stdout)
     usage = t.run_bin("--help").stdout
     opts = set(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", usage))
-    words = {w for w in ("keygen", "audit verify") if w in usage}
-    assert {"-c", "-t", "-V", "--version", "-h", "--help", "--key"} <= opts, opts
+    words = {w for w in ("keygen", "audit verify", "reload") if w in usage}
+    assert {"-c", "-t", "-V", "--version", "-h", "--help", "--key", "--pid"} <= opts, opts
+    eq(words, {"keygen", "audit verify", "reload"}, "commands in --help")
     missing = [o for o in sorted(opts | words) if o not in text]
     assert not missing, f"the man page does not document {missing}"
     for section in ("SYNOPSIS", "SIGNALS", "ENVIRONMENT", "FILES", "EXIT STATUS"):
@@ -332,3 +333,298 @@ def test_rollout_sd_notify(t):
     eq(notify_msgs(a, 1)[0].get("READY"), "1", f"READY=1 to {name}")
     eq(g2.stop(), 0, "exit code")
     eq(notify_msgs(a, 1)[0].get("STOPPING"), "1", f"STOPPING=1 to {name}")
+
+
+# ---------------------------------------------------------------- 5. packaging
+
+INSTALLED = ["/etc/whmgate/whmgate.json", "/etc/default/whmgate",
+             "/etc/logrotate.d/whmgate", "/usr/share/doc/whmgate/README.md",
+             "/usr/share/man/man8/whmgate.8", "/usr/lib/sysusers.d/whmgate.conf",
+             "/usr/bin/whmgate", "/lib/systemd/system/whmgate.service"]
+PLACEHOLDERS = ["$.upstream.url", "$.clients.billing.keys[0]",
+                "$.clients.billing.whm_token"]
+
+
+def make_install(t, destdir, target="install"):
+    """`make install` (or uninstall) of the binary under test into destdir,
+    PREFIX=/usr: BUILD is the session's copy, never rebuilt (-o)."""
+    bdir = os.path.dirname(t.session.bin)
+    r = subprocess.run(["make", "-s", "-C", ROOT, target, f"DESTDIR={destdir}", "PREFIX=/usr",
+                        f"BUILD={bdir}", "-o", t.session.bin],
+                       capture_output=True, text=True, timeout=120)
+    eq(r.returncode, 0, f"make {target} ({(r.stdout + r.stderr)[-400:]!r})")
+    return r.stdout
+
+
+def files_under(d):
+    out = {}
+    for base, _, files in os.walk(d):
+        for f in files:
+            p = os.path.join(base, f)
+            out["/" + os.path.relpath(p, d)] = os.stat(p).st_mode & 0o7777
+    return out
+
+
+def unit_settings(path):
+    """[(key, value)] of a unit file, in order."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith(("#", ";", "[")):
+                k, _, v = line.partition("=")
+                out.append((k, v))
+    return out
+
+
+def ensure_whmgate_user(destdir):
+    """The whmgate user on this machine, as `make install` without DESTDIR
+    makes it: systemd-sysusers on the installed entry."""
+    r = subprocess.run(["systemd-sysusers", destdir + "/usr/lib/sysusers.d/whmgate.conf"],
+                       capture_output=True, text=True, timeout=60)
+    eq(r.returncode, 0, f"systemd-sysusers ({r.stderr!r})")
+    import pwd
+    return pwd.getpwnam("whmgate")
+
+
+def fill_installed_conf(t, destdir, key_hash, url=None):
+    """The installed config with its placeholders filled in (and the audit
+    folder moved under destdir, as LogsDirectory= would make it)."""
+    with open(destdir + "/etc/whmgate/whmgate.json") as f:
+        text = f.read()
+    logs = destdir + "/var/log/whmgate"
+    os.makedirs(logs, exist_ok=True)
+    text = text.replace('"file": "/var/log/whmgate/audit.jsonl"', f'"file": "{logs}/audit.jsonl"')
+    filled = (text.replace("https://FILL_IN_WHM_HOST:2087", url or t.standin.url)
+              .replace("sha256:FILL_IN_the_second_line_of_whmgate_keygen", key_hash))
+    return text, filled
+
+
+def test_rollout_install(t):
+    """Issue 12, 2: `make install DESTDIR PREFIX` puts the binary, man page,
+    a unit (Type=notify, EnvironmentFile=-/etc/default/whmgate,
+    LogsDirectory/StateDirectory, User=whmgate, an ExecReload that reports
+    the reload's verdict) that `systemd-analyze verify` accepts and whose
+    `systemd-analyze security` exposure is at most 2.5, a sysusers.d entry
+    that makes the whmgate user, a logrotate file whose `create` names that
+    user and that `logrotate -d` accepts, and a commented config with
+    absolute paths that -t refuses only at its placeholders and passes
+    once they are filled. `make uninstall` removes it all, keeping an
+    edited environment file."""
+    d = os.path.join(t.dir, "root")
+    make_install(t, d)
+    got = files_under(d)
+    eq(sorted(got), sorted(INSTALLED), "files installed")
+    eq(got["/etc/default/whmgate"], 0o600, "mode of /etc/default/whmgate")
+    eq(got["/usr/bin/whmgate"], 0o755, "mode of the binary")
+    with open(d + "/usr/bin/whmgate", "rb") as a, open(t.session.bin, "rb") as b:
+        assert a.read() == b.read(), "the installed binary is not the one built"
+
+    unit = d + "/lib/systemd/system/whmgate.service"
+    s = unit_settings(unit)
+    kv = dict(s)
+    for k, v in (("Type", "notify"), ("EnvironmentFile", "-/etc/default/whmgate"),
+                 ("LogsDirectory", "whmgate"), ("StateDirectory", "whmgate"),
+                 ("User", "whmgate"), ("Group", "whmgate"),
+                 ("ExecStart", "/usr/bin/whmgate -c /etc/whmgate/whmgate.json"),
+                 ("ExecReload", "/usr/bin/whmgate reload -c /etc/whmgate/whmgate.json "
+                                "--pid $MAINPID")):
+        eq(kv.get(k), v, f"{k}= in the installed unit")
+    assert "/usr/local" not in open(unit).read(), "PREFIX not applied to the unit"
+    # verify checks that the commands exist and that man:whmgate(8) opens:
+    # the copy points at the DESTDIR binary, MANPATH at its man pages.
+    vdir = os.path.join(t.dir, "verify")
+    os.makedirs(vdir)
+    with open(unit) as f, open(vdir + "/whmgate.service", "w") as g:
+        g.write(f.read().replace("/usr/bin/whmgate", d + "/usr/bin/whmgate"))
+    r = subprocess.run(["systemd-analyze", "verify", vdir + "/whmgate.service"],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, MANPATH=d + "/usr/share/man"))
+    eq((r.returncode, r.stdout + r.stderr), (0, ""), "systemd-analyze verify")
+    r = subprocess.run(["systemd-analyze", "security", "--offline=true", unit],
+                       capture_output=True, text=True, timeout=120)
+    m = re.search(r"Overall exposure level for whmgate.service: ([0-9.]+)", r.stdout)
+    assert m, f"systemd-analyze security: {(r.stdout + r.stderr)[-300:]!r}"
+    assert float(m.group(1)) <= 2.5, f"exposure {m.group(1)} (was 2.5)"
+    t.note(f"exposure {m.group(1)}")
+
+    # The user: sysusers into the DESTDIR, then on this machine for logrotate.
+    r = subprocess.run(["systemd-sysusers", f"--root={d}",
+                        d + "/usr/lib/sysusers.d/whmgate.conf"],
+                       capture_output=True, text=True, timeout=60)
+    eq(r.returncode, 0, f"systemd-sysusers --root ({r.stderr!r})")
+    with open(d + "/etc/passwd") as f:
+        pw = [l.strip().split(":") for l in f if l.startswith("whmgate:")]
+    eq(len(pw), 1, "whmgate in the DESTDIR's passwd")
+    eq(pw[0][5:], ["/var/lib/whmgate", "/usr/sbin/nologin"], "home and shell")
+    assert int(pw[0][2]) < 1000, f"not a system uid: {pw[0]}"
+    os.remove(d + "/etc/passwd")
+    for f in ("group", "shadow", "gshadow", ".pwd.lock"):
+        if os.path.exists(f"{d}/etc/{f}"):
+            os.remove(f"{d}/etc/{f}")
+    ensure_whmgate_user(d)
+    with open(d + "/etc/logrotate.d/whmgate") as f:
+        rot = f.read()
+    m = re.search(r"^\s*create\s+(\d+)\s+(\S+)\s+(\S+)\s*$", rot, re.M)
+    assert m, "no create line in the logrotate file"
+    eq((m.group(2), m.group(3)), (kv["User"], kv["Group"]), "create's owner vs the unit's User=")
+    assert "/var/log/whmgate/audit.jsonl" in rot, "the rotated path"
+    r = subprocess.run(["logrotate", "-d", d + "/etc/logrotate.d/whmgate"],
+                       capture_output=True, text=True, timeout=60)
+    eq(r.returncode, 0, f"logrotate -d ({r.stderr[-400:]!r})")
+    assert "error" not in r.stderr.lower(), f"logrotate -d: {r.stderr[-400:]!r}"
+
+    # The config: commented, absolute paths, refused only at placeholders.
+    text, filled = fill_installed_conf(t, d, t.session.keys["billing"][1])
+    assert re.search(r"^//", text, re.M) and "FILL_IN" in text, "an uncommented config"
+    assert '"/var/log/whmgate/audit.jsonl"' in open(d + "/etc/whmgate/whmgate.json").read()
+    raw = os.path.join(t.dir, "installed.json")
+    with open(raw, "w") as f:
+        f.write(text)
+    r = t.run_bin("-t", "-c", raw)
+    eq(r.returncode, 1, "-t on the config as installed")
+    paths = sorted({l[len(raw) + 2:].split(": ", 1)[0] for l in r.stderr.splitlines()
+                    if l.startswith(raw + ": ")})
+    # Each placeholder is named; anything else is what follows from one
+    # (a client left without a valid key, a URL left unset).
+    missing = [p for p in PLACEHOLDERS if p not in paths]
+    other = [p for p in paths if not any(ph.startswith(p) for ph in PLACEHOLDERS)]
+    eq((missing, other), ([], []), f"problems of the unfilled config ({r.stderr[-500:]!r})")
+    ok = os.path.join(t.dir, "filled.json")
+    with open(ok, "w") as f:
+        f.write(filled)
+    r = subprocess.run([t.session.bin, "-t", "-c", ok], capture_output=True, text=True,
+                       timeout=30, env=dict(os.environ, WHM_TOKEN_BILLING=t.session.token))
+    eq((r.returncode, r.stderr), (0, ""), "-t on the filled config")
+
+    # uninstall: everything but an edited environment file.
+    with open(d + "/etc/default/whmgate", "a") as f:
+        f.write("WHM_TOKEN_BILLING=X\n")
+    out = make_install(t, d, "uninstall")
+    assert "kept" in out and "/etc/default/whmgate" in out, f"uninstall said {out!r}"
+    eq(sorted(files_under(d)), ["/etc/default/whmgate"], "files left after uninstall")
+
+
+def reload_cmd(t, g, conf_path=None):
+    return t.run_bin("reload", "-c", conf_path or g.conf_path, "--pid", str(g.pid),
+                     "--timeout", "10")
+
+
+def test_rollout_reload_verdict(t):
+    """Issue 12, 6 (`systemctl reload` reported success when the reload was
+    refused): `whmgate reload`, the unit's ExecReload, exits 0 when the
+    daemon took the new config, and 1 with the reason when it refused it:
+    a config -t refuses is never signalled (no reload record), one the
+    daemon refuses (a changed listen address) is, and the verdict is the
+    daemon's."""
+    conf = t.conf()
+    g = t.gate(conf)
+    ensure_serving = g.http("GET", "/probe")        # the loop runs
+    eq(ensure_serving.status, 404, "probe")
+    wide = json.loads(json.dumps(conf))
+    wide["clients"]["support"]["allow"]["accountsummary"] = {}
+    write_conf(g.conf_path, wide)
+    r = reload_cmd(t, g)
+    eq((r.returncode, r.stdout.strip()), (0, f"reloaded {g.conf_path}"),
+       f"reload of a good config ({r.stderr!r})")
+    eq(g.curl("/json-api/accountsummary?api.version=1&user=cust1",
+              auth=f"Bearer {t.key('support')}").status, 200, "the new policy in force")
+    reloads = [x for x in g.audit() if x.get("event") == "reload"]
+    eq([x.get("result") for x in reloads], ["ok"], "reload records")
+
+    bad = json.loads(json.dumps(wide))
+    bad["bogus"] = 1
+    write_conf(g.conf_path, bad)
+    r = reload_cmd(t, g)
+    eq(r.returncode, 1, f"reload of an invalid config ({r.stdout!r} {r.stderr!r})")
+    assert f"{g.conf_path}: $.bogus: " in r.stderr, f"the problem: {r.stderr!r}"
+    time.sleep(0.3)
+    eq(len([x for x in g.audit() if x.get("event") == "reload"]), 1,
+       "reload records after an invalid config (never signalled)")
+
+    moved = json.loads(json.dumps(wide))
+    moved["listen"] = [f"127.0.0.1:{free_port()}"]
+    write_conf(g.conf_path, moved)
+    r = reload_cmd(t, g)
+    eq(r.returncode, 1, f"reload the daemon refuses ({r.stdout!r} {r.stderr!r})")
+    eq(r.stderr.strip(), "reload refused: listen cannot change on reload", "its reason")
+    reloads = [x for x in g.audit() if x.get("event") == "reload"]
+    eq([x.get("result") for x in reloads], ["ok", "refused"], "reload records")
+    eq(g.curl(LIST, auth=f"Bearer {t.key('billing')}").status, 200, "serving after all")
+    r = t.run_bin("reload", "-c", g.conf_path)
+    eq(r.returncode, 2, "reload without --pid")
+
+
+def test_rollout_logrotate_reopen(t):
+    """Issue 12, 4: the installed logrotate file, run for real (`logrotate
+    -f`) on a whmgate that dropped root to the whmgate user: the new
+    audit.jsonl is created for whmgate, whmgate reopens it after SIGUSR1 and
+    writes the next call's records there (not into audit.jsonl.1), /readyz
+    stays 200, and the two files verify as one chain. With the old `create
+    0600 root root` the reopen failed and whmgate went on writing to
+    audit.jsonl.1."""
+    if os.geteuid() != 0:
+        t.note("skipped: not root")
+        return
+    d = os.path.join(t.dir, "root")
+    make_install(t, d)
+    pw = ensure_whmgate_user(d)
+    dirs = [t.dir, t.session.dir]
+    modes = {x: os.stat(x).st_mode & 0o7777 for x in dirs}
+    for x in dirs:
+        os.chmod(x, 0o711)
+    try:
+        logs = os.path.join(t.dir, "logs")
+        os.makedirs(logs)
+        os.chown(logs, pw.pw_uid, pw.pw_gid)            # as LogsDirectory= makes it
+        os.chmod(logs, 0o750)
+        os.chown(t.token_file, pw.pw_uid, pw.pw_gid)
+        conf = admin_conf(t.conf())
+        conf["user"] = "whmgate"
+        conf["audit"]["file"] = os.path.join(logs, "audit.jsonl")
+        g = t.gate(conf)
+        key = f"Bearer {t.key('billing')}"
+        eq(g.curl(LIST, auth=key).status, 200, "a call before the rotation")
+        with open(d + "/etc/logrotate.d/whmgate") as f:
+            rot = f.read()
+        rot = rot.replace("/var/log/whmgate/audit.jsonl", conf["audit"]["file"])
+        rot = re.sub(r"(?m)^\s*systemctl kill .*$", f"\t\tkill -USR1 {g.pid}", rot)
+        rconf = os.path.join(t.dir, "logrotate.conf")
+        with open(rconf, "w") as f:
+            f.write(rot)
+        r = subprocess.run(["logrotate", "-f", "-s", os.path.join(t.dir, "lr.state"), rconf],
+                           capture_output=True, text=True, timeout=60)
+        eq(r.returncode, 0, f"logrotate -f ({r.stderr[-400:]!r})")
+        new, old = conf["audit"]["file"], conf["audit"]["file"] + ".1"
+        st = os.stat(new)
+        eq((st.st_uid, st.st_mode & 0o777), (pw.pw_uid, 0o600), "owner and mode of the new file")
+        # The reopen record follows the signal; then a call.
+        wait_until(lambda: any(x.get("event") == "reopen" for x in _records(old) + _records(new)),
+                   5, what="the reopen record")
+        time.sleep(0.2)
+        r = g.curl(LIST, auth=key)
+        eq(r.status, 200, "a call after the rotation")
+        rid = r.header("X-Request-Id")
+        try:
+            wait_until(lambda: [x for x in _records(new) if x.get("id") == rid
+                                and x.get("type") == "response"], 5,
+                       what="the call's records in the new file")
+        except AssertionError:
+            in_old = [x.get("type") for x in _records(old) if x.get("id") == rid]
+            raise AssertionError(f"the call's records are not in {new} (in the old file: "
+                                 f"{in_old}); stderr {g.stderr()[-300:]!r}")
+        eq(admin_get(conf, "/readyz")[0], 200, "/readyz after the rotation")
+        eq(g.stop(), 0, "exit code")
+        v = t.run_bin("audit", "verify", old, new)
+        eq(v.returncode, 0, f"audit verify of both files ({(v.stdout + v.stderr)[-300:]!r})")
+    finally:
+        for x in dirs:
+            os.chmod(x, modes[x])
+
+
+def _records(path):
+    try:
+        with open(path) as f:
+            return [json.loads(l) for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
