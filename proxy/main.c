@@ -19,6 +19,7 @@
 #include "upstream.h"
 #include "util.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <llhttp.h>
 #include <openssl/crypto.h>
@@ -35,6 +36,9 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static struct server *workers;
@@ -308,14 +312,157 @@ cmd_verify(int argc, char **argv)
 	return rc == 0 ? 0 : 1;
 }
 
+/* One file the running whmgate needs, with the access it needs. */
+static void
+need(struct buf *out, const char *conffile, const char *who, const char *path,
+    const char *file, int mode, const char *why)
+{
+	if (file == NULL || access(file, mode) == 0)
+		return;
+	buf_printf(out, "%s: %s: %s cannot %s %s (%s): %s\n", conffile, path, who,
+	    mode & W_OK ? "write" : "read", file, why, strerror(errno));
+}
+
+/* What start, reload and SIGUSR1 need from the file system, checked with
+ * access(2) as the process running them: the audit folder (and file) to
+ * write, and every file a reload re-reads. */
+static void
+need_all(const struct conf *c, const char *who, struct buf *out)
+{
+	const char *f = c->file;
+	char *dir = xstrdup(c->audit.file), *slash, path[160];
+	struct stat st;
+	size_t i;
+
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		dir[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		strcpy(dir, ".");
+	if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode))
+		buf_printf(out, "%s: $.audit.file: the folder %s does not exist\n",
+		    f, dir);
+	else {
+		need(out, f, who, "$.audit.file", dir, W_OK | X_OK,
+		    "the audit file is created and reopened in this folder");
+		if (stat(c->audit.file, &st) == 0)
+			need(out, f, who, "$.audit.file", c->audit.file, W_OK,
+			    "the audit file");
+	}
+	free(dir);
+	need(out, f, who, "$", f, R_OK, "a reload re-reads the config");
+	need(out, f, who, "$.upstream.ca_file", c->upstream.ca_file, R_OK,
+	    "a reload re-reads it");
+	need(out, f, who, "$.audit.hmac_key_file", c->audit.hmac_key_file, R_OK,
+	    "a reload re-reads it");
+	for (i = 0; i < c->ntls; i++) {
+		snprintf(path, sizeof(path), "$.listen_tls[%zu].cert", i);
+		need(out, f, who, path, c->tls[i].cert, R_OK, "a reload re-reads it");
+		snprintf(path, sizeof(path), "$.listen_tls[%zu].key", i);
+		need(out, f, who, path, c->tls[i].key, R_OK, "a reload re-reads it");
+		snprintf(path, sizeof(path), "$.listen_tls[%zu].client_ca", i);
+		need(out, f, who, path, c->tls[i].client_ca, R_OK,
+		    "a reload re-reads it");
+	}
+	for (i = 0; i < c->nclients; i++) {
+		if (c->clients[i].whm_token_file == NULL)
+			continue;
+		/* Client ids are [A-Za-z0-9_.-]: bracket those with . or -. */
+		if (strpbrk(c->clients[i].id, ".-") || isdigit((unsigned char)
+		    c->clients[i].id[0]))
+			snprintf(path, sizeof(path), "$.clients[\"%s\"].whm_token",
+			    c->clients[i].id);
+		else
+			snprintf(path, sizeof(path), "$.clients.%s.whm_token",
+			    c->clients[i].id);
+		need(out, f, who, path, c->clients[i].whm_token_file, R_OK,
+		    "a reload re-reads it");
+	}
+}
+
+/* need_all as the user whmgate will run as: "user" after the drop (checked
+ * in a child that drops to it exactly as drop_privileges does), else this
+ * process. Appends "FILE: <path>: <problem>" lines; returns how many. */
+static int
+check_access(const struct conf *c, struct buf *out)
+{
+	struct passwd *pw;
+	struct buf mine;
+	char chunk[4096], who[96];
+	int fds[2], st, n0 = 0;
+	ssize_t n;
+	size_t i;
+	pid_t pid;
+
+	buf_init(&mine);
+	if (c->user == NULL) {
+		need_all(c, "whmgate", &mine);
+		goto count;
+	}
+	if ((pw = getpwnam(c->user)) == NULL) {
+		buf_printf(&mine, "%s: $.user: no such user: %s\n", c->file, c->user);
+		goto count;
+	}
+	snprintf(who, sizeof(who), "user %s", c->user);
+	if (geteuid() != 0) {
+		if (geteuid() != pw->pw_uid)
+			buf_printf(&mine, "%s: $.user: switching to %s needs root "
+			    "(this is uid %ld)\n", c->file, c->user, (long)geteuid());
+		else
+			need_all(c, who, &mine);
+		goto count;
+	}
+	if (pipe(fds) == -1 || (pid = fork()) == -1) {
+		buf_printf(&mine, "%s: $.user: cannot check as %s: %s\n", c->file,
+		    c->user, strerror(errno));
+		goto count;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		if (setgroups(0, NULL) == -1 || setgid(pw->pw_gid) == -1 ||
+		    setuid(pw->pw_uid) == -1)
+			buf_printf(&mine, "%s: $.user: cannot switch to %s: %s\n",
+			    c->file, c->user, strerror(errno));
+		else
+			need_all(c, who, &mine);
+		if (mine.len && write(fds[1], mine.p, mine.len) == -1)
+			_exit(1);
+		_exit(0);
+	}
+	close(fds[1]);
+	while ((n = read(fds[0], chunk, sizeof(chunk))) != 0) {
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			break;
+		buf_add(&mine, chunk, (size_t)n);
+	}
+	close(fds[0]);
+	while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
+		;
+count:
+	for (i = 0; i < mine.len; i++)
+		n0 += mine.p[i] == '\n';
+	if (mine.len)
+		buf_add(out, mine.p, mine.len);
+	buf_fini(&mine);
+	return n0;
+}
+
 /* The config as start and -t see it: loaded, checked, TLS files loaded.
  * Returns it (one reference) with *ctx, or NULL after printing every
- * problem on stderr. */
+ * problem on stderr. strict (-t, reload): what start, reload or a reopen
+ * would need from the file system (as "user") must be there too, and the
+ * warnings are printed; else (start) those problems are logged as
+ * warnings: the audit file's own open decides. */
 static struct conf *
-check_config(const char *file, SSL_CTX ***ctx)
+check_config(const char *file, SSL_CTX ***ctx, int strict)
 {
 	struct buf errs;
 	struct conf *c;
+	char *p, *nl;
 	int failed;
 
 	buf_init(&errs);
@@ -332,6 +479,25 @@ check_config(const char *file, SSL_CTX ***ctx)
 		buf_fini(&errs);
 		conf_unref(c);
 		return NULL;
+	}
+	errs.len = 0;
+	if (check_access(c, &errs) > 0 && strict) {
+		fputs(errs.p, stderr);
+		buf_fini(&errs);
+		server_tls_free(*ctx, c->ntls);
+		conf_unref(c);
+		return NULL;
+	}
+	conf_warnings(c, (int64_t)time(NULL), &errs);
+	if (strict && errs.len)
+		fputs(errs.p, stderr);
+	else if (errs.len) {
+		buf_addc(&errs, '\0');
+		for (p = errs.p; *p; p = nl + 1) {
+			nl = strchr(p, '\n');
+			*nl = '\0';
+			log_warn("%s", strncmp(p, "warning: ", 9) == 0 ? p + 9 : p);
+		}
 	}
 	buf_fini(&errs);
 	return c;
@@ -402,7 +568,7 @@ cmd_reload(int argc, char **argv)
 		return 2;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	if ((c = check_config(conf_file, &ctx)) == NULL) {
+	if ((c = check_config(conf_file, &ctx, 1)) == NULL) {
 		fprintf(stderr, "reload refused: %s is not valid; whmgate keeps "
 		    "its config\n", conf_file);
 		curl_global_cleanup();
@@ -511,7 +677,7 @@ main(int argc, char **argv)
 	log_init();
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	/* -t does every start-up check but binding, TLS files included. */
-	if ((conf = check_config(conf_file, &ctx)) == NULL)
+	if ((conf = check_config(conf_file, &ctx, check)) == NULL)
 		return 1;
 	buf_init(&errs);
 	if (check) {
@@ -520,9 +686,6 @@ main(int argc, char **argv)
 		conf_unref(conf);
 		return 0;
 	}
-	if (conf->upstream.insecure_skip_verify)
-		log_warn("upstream.insecure_skip_verify is true: WHM's "
-		    "certificate is NOT verified; tokens can be stolen");
 	/* Before the privilege drop: the socket's path may be root's. */
 	notify_init();
 	if ((audit = audit_open(conf, &errs)) == NULL) {

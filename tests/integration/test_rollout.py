@@ -628,3 +628,163 @@ def _records(path):
             return [json.loads(l) for l in f if l.strip()]
     except FileNotFoundError:
         return []
+
+
+# ---------------------------------------------------------------- 6. -t checks
+
+def check_t(t, conf, name, env=None):
+    """-t on conf written to name; (exit code, {json path: [problem]}, warnings, stdout)."""
+    path = os.path.join(t.dir, name)
+    write_conf(path, conf)
+    r = subprocess.run([*t.session.wrapper, t.session.bin, "-t", "-c", path],
+                       capture_output=True, text=True, timeout=60 * t.session.slow,
+                       cwd=t.dir, env=dict(os.environ, **(env or {})))
+    problems, warnings = {}, {}
+    for line in r.stderr.splitlines():
+        if line.startswith(f"warning: {path}: "):
+            p, _, text = line[len(path) + 11:].partition(": ")
+            warnings.setdefault(p, []).append(text)
+        elif line.startswith(path + ": "):
+            p, _, text = line[len(path) + 2:].partition(": ")
+            problems.setdefault(p, []).append(text)
+        else:
+            raise AssertionError(f"-t printed a line of no known form: {line!r}")
+    assert t.session.token not in r.stdout + r.stderr, "-t printed the token"
+    return r.returncode, problems, warnings, r.stdout
+
+
+def test_rollout_check_audit_folder(t):
+    """Issue 12, 3: -t refuses an audit file whose folder is missing (start
+    would fail), and passes once it exists."""
+    conf = t.conf()
+    conf["audit"]["file"] = os.path.join(t.dir, "nowhere", "audit.jsonl")
+    rc, problems, _, _ = check_t(t, conf, "c.json")
+    eq(rc, 1, f"-t with a missing audit folder ({problems})")
+    eq(list(problems), ["$.audit.file"], "the problem's path")
+    assert "does not exist" in problems["$.audit.file"][0], problems
+    os.makedirs(os.path.join(t.dir, "nowhere"))
+    rc, problems, _, out = check_t(t, conf, "c.json")
+    eq((rc, problems), (0, {}), "-t once the folder exists")
+    assert out.strip().endswith(": ok"), f"stdout {out!r}"
+
+
+def test_rollout_check_user_access(t):
+    """Issue 12, 3: with "user": "nobody", -t refuses root-owned 0600 token,
+    TLS key and certificate, CA and HMAC key files (every SIGHUP would be
+    refused with Permission denied) and an audit folder nobody cannot
+    write, each at its JSON path; it passes once nobody owns them. Start
+    logs the same problems as warnings."""
+    if os.geteuid() != 0:
+        t.note("skipped: not root")
+        return
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    dirs = [t.dir, t.session.dir]
+    modes = {x: os.stat(x).st_mode & 0o7777 for x in dirs}
+    for x in dirs:
+        os.chmod(x, 0o711)
+    try:
+        logs = os.path.join(t.dir, "logs")
+        os.makedirs(logs, mode=0o755)
+        secrets = os.path.join(t.dir, "secrets")
+        os.makedirs(secrets, mode=0o711)
+        files = {}
+        for name, src, mode in (("tls.crt", t.session.server_crt, 0o644),
+                                ("tls.key", t.session.server_key, 0o600),
+                                ("ca.crt", t.session.ca_crt, 0o600),
+                                ("token", t.token_file, 0o600)):
+            dst = os.path.join(secrets, name)
+            with open(src, "rb") as a, open(dst, "wb") as b:
+                b.write(a.read())
+            os.chmod(dst, mode)
+            files[name] = dst
+        files["hmac"] = os.path.join(secrets, "hmac")
+        with open(files["hmac"], "w") as f:
+            f.write(os.urandom(32).hex())
+        os.chmod(files["hmac"], 0o600)
+        os.chmod(files["tls.crt"], 0o600)
+        conf = t.conf()
+        conf["user"] = "nobody"
+        conf["audit"]["file"] = os.path.join(logs, "audit.jsonl")
+        conf["audit"]["hmac_key_file"] = files["hmac"]
+        conf["upstream"]["ca_file"] = files["ca.crt"]
+        conf["listen_tls"] = [{"address": f"127.0.0.1:{free_port()}",
+                               "cert": files["tls.crt"], "key": files["tls.key"]}]
+        conf["clients"]["support"]["whm_token"] = {"file": files["token"]}
+        rc, problems, _, _ = check_t(t, conf, "c.json")
+        eq(rc, 1, "-t with files nobody cannot read")
+        # billing's token is the test's own file, root's 0600 as well.
+        want = ["$.audit.file", "$.audit.hmac_key_file", "$.upstream.ca_file",
+                "$.listen_tls[0].cert", "$.listen_tls[0].key", "$.clients.support.whm_token",
+                "$.clients.billing.whm_token"]
+        eq(sorted(problems), sorted(want), f"problems ({problems})")
+        for p in want:
+            assert "user nobody cannot" in problems[p][0] and "Permission denied" in \
+                problems[p][0], f"{p}: {problems[p]}"
+        assert "write" in problems["$.audit.file"][0], problems["$.audit.file"]
+        # Start logs them; -t on the fixed layout passes.
+        g = t.gate(dict(conf, listen_tls=[]))
+        assert "$.clients.support.whm_token: user nobody cannot read" in g.stderr(), \
+            f"start did not warn: {g.stderr()[-600:]!r}"
+        g.stop()
+        for f in files.values():
+            os.chown(f, nobody.pw_uid, nobody.pw_gid)
+        os.chown(logs, nobody.pw_uid, nobody.pw_gid)
+        os.chown(t.token_file, nobody.pw_uid, nobody.pw_gid)
+        os.chown(conf["audit"]["file"], nobody.pw_uid, nobody.pw_gid)
+        rc, problems, _, _ = check_t(t, conf, "c.json")
+        eq((rc, problems), (0, {}), "-t once nobody owns the files")
+        # The config file itself is re-read on reload.
+        path = os.path.join(t.dir, "c.json")
+        os.chmod(path, 0o600)
+        r = t.run_bin("-t", "-c", path)
+        eq(r.returncode, 1, "-t with a config nobody cannot read")
+        assert f"{path}: $: user nobody cannot read {path}" in r.stderr, r.stderr
+    finally:
+        for x in dirs:
+            os.chmod(x, modes[x])
+
+
+def test_rollout_check_shared_key(t):
+    """Issue 12, 3: one key hash under two clients is a -t error (the same
+    Bearer key acted as billing, and as support with `whm support:<key>`),
+    and whmgate does not start with it."""
+    conf = t.conf()
+    conf["clients"]["support"]["keys"].append(t.session.keys["billing"][1])
+    rc, problems, _, _ = check_t(t, conf, "c.json")
+    eq(rc, 1, "-t with one key under two clients")
+    eq(problems, {"$.clients.support.keys[1]": [
+        "the same key as $.clients.billing.keys[0]: one secret must name one client"]},
+       "the problem")
+    from opslib import start_expect_failure
+    rc, err = start_expect_failure(t, conf, "shared")
+    assert rc not in (0, "still running"), f"start with a shared key: {rc}"
+    assert "$.clients.support.keys[1]" in err, err[-300:]
+
+
+def test_rollout_check_warnings(t):
+    """Issue 12 / SPEC 2: -t prints `warning: FILE: <path>: <text>` and
+    still exits 0 for insecure_skip_verify, a source of 0.0.0.0/0 or ::/0,
+    an expires in the past or within 14 days; none for a normal config."""
+    import datetime
+    rc, problems, warnings, out = check_t(t, t.conf(), "plain.json")
+    eq((rc, problems, warnings), (0, {}, {}), "-t on the plain config")
+    conf = t.conf(insecure_skip_verify=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    soon = (now + datetime.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    past = (now - datetime.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    later = (now + datetime.timedelta(days=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    conf["clients"]["billing"]["source"] = ["10.0.0.0/8", "0.0.0.0/0"]
+    conf["clients"]["billing"]["expires"] = soon
+    conf["clients"]["support"]["source"] = ["::/0"]
+    conf["clients"]["support"]["expires"] = past
+    conf["clients"]["old"] = t.client("old", expires=later)
+    rc, problems, warnings, out = check_t(t, conf, "warn.json")
+    eq((rc, problems), (0, {}), "-t exit code and problems with warnings")
+    assert out.strip().endswith(": ok"), f"stdout {out!r}"
+    eq(sorted(warnings), sorted(["$.upstream.insecure_skip_verify",
+                                 "$.clients.billing.source[1]", "$.clients.billing.expires",
+                                 "$.clients.support.source[0]", "$.clients.support.expires"]),
+       f"warnings ({warnings})")
+    assert soon in warnings["$.clients.billing.expires"][0], warnings
+    assert "expired" in warnings["$.clients.support.expires"][0], warnings
