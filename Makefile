@@ -24,8 +24,9 @@ LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 DEB_PKGS = build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev \
            libyajl-dev node-llhttp curl openssl python3 procps valgrind clang libclang-rt-14-dev rsyslog strace \
            nginx wrk
-# The rollout checks: the man page's lint, the unit's verify, rotation dry runs.
-DEB_PKGS += mandoc systemd logrotate
+# The rollout checks: the man page's lint, the unit's verify, rotation dry runs,
+# HAProxy's health check against the admin listener.
+DEB_PKGS += mandoc systemd logrotate haproxy
 
 CORE = util log conf http params auth policy outcome syslog audit
 SRCS_CORE = $(CORE:%=proxy/%.c)

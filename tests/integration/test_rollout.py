@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 
 from lib import ROOT, Gate, eq, free_port, parse_head, spawn, wait_until
@@ -788,3 +789,74 @@ def test_rollout_check_warnings(t):
        f"warnings ({warnings})")
     assert soon in warnings["$.clients.billing.expires"][0], warnings
     assert "expired" in warnings["$.clients.support.expires"][0], warnings
+
+
+# ---------------------------------------------------------------- README walk-through
+
+def test_rollout_walkthrough(t):
+    """Issue 12: README.md's production walk-through, run line by line
+    (tests/integration/walkthrough.py, in a private mount and network
+    namespace; systemctl/journalctl are tests/integration/fake_systemd.py,
+    which runs the installed unit's User=, EnvironmentFile=, ExecStartPre=,
+    Type=notify, ExecReload= as systemd would): every step exits 0, the
+    calls reach WHM with the token from /etc/default/whmgate, the reload is
+    reported ok, logrotate leaves two files for the whmgate user that verify
+    as one chain, HAProxy with the README's backend sees the server UP."""
+    if os.geteuid() != 0:
+        t.note("skipped: not root")
+        return
+    work = os.path.join(t.dir, "walk")
+    os.makedirs(work)
+    s = t.session
+    cmd = ["unshare", "--mount", "--net", "--propagation", "private", sys.executable,
+           os.path.join(ROOT, "tests", "integration", "walkthrough.py"), "--repo", ROOT,
+           "--bin", s.bin, "--work", work, "--cert", s.server_crt, "--key", s.server_key,
+           "--ca", s.ca_crt, "--token", s.token]
+    p = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        so, se = p.communicate(timeout=300 * s.slow)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise AssertionError("the walk-through did not finish in 300 s")
+    lines = so.decode("utf-8", "replace").strip().splitlines()
+    assert lines, f"walkthrough.py printed nothing (exit {p.returncode}): {se[-600:]!r}"
+    out = json.loads(lines[-1])
+    steps = out["steps"]
+    failed = [x for x in steps if x["rc"] != 0]
+    assert not failed, (f"step failed: {failed[0]['step']!r} exit {failed[0]['rc']}: "
+                        f"{(failed[0]['out'] + failed[0]['err'])[-500:]!r}")
+    by = {x["step"].split()[0] + " " + x["step"].split()[1]: x for x in steps}
+    assert len(steps) >= 15, f"only {len(steps)} steps read from README.md"
+    ready = [x for x in steps if "/readyz" in x["step"]]
+    eq(ready[0]["out"], "ready\n", "/readyz over HTTP/1.0 without Host")
+    head = [x for x in steps if x["step"].startswith("curl -fsSI")]
+    assert head[0]["out"].startswith("HTTP/1.1 200"), head[0]["out"][:80]
+    calls = [x for x in steps if "Authorization: Bearer" in x["step"]]
+    eq([json.loads(x["out"])["metadata"]["result"] for x in calls], [1, 1],
+       "WHM's verdicts on the two calls")
+    metrics = [x for x in steps if "/metrics" in x["step"]]
+    assert re.match(r"whmgate_audit_records_total \d+", metrics[0]["out"]), metrics[0]["out"]
+    reload = by["systemctl reload"]
+    assert "reloaded /etc/whmgate/whmgate.json" in reload["out"], reload
+    verify = [x for x in steps if x["step"].startswith("whmgate audit verify")]
+    assert "BROKEN" not in verify[0]["out"] + verify[0]["err"], verify[0]   # and exit 0
+    journal = by["journalctl -u"]["out"].splitlines()
+    assert any("started" in l for l in journal), f"journal: {journal[:5]}"
+    assert not any(l.startswith("<") for l in journal), "priority prefixes left in the journal"
+    eq([(q["path"], q["auth"]) for q in out["standin"]],
+       [("/json-api/listaccts", [f"whm root:{s.token}"]),
+        ("/json-api/version", [f"whm root:{s.token}"])], "what WHM received")
+    eq(out["haproxy"] and (out["haproxy"]["status"], out["haproxy"]["check_code"]),
+       ("UP", "200"), f"HAProxy's view of gw1 ({out['haproxy']})")
+    eq(out.get("stop"), 0, "systemctl stop")
+    audit = out["audit"]
+    eq(sorted(audit), ["audit.jsonl", "audit.jsonl.1"], "audit files after logrotate")
+    for f, a in audit.items():
+        eq((a["uid"], a["mode"]), (out["whmgate_uid"], 0o600), f"owner and mode of {f}")
+    assert "reload" in audit["audit.jsonl.1"]["events"], audit
+    eq(audit["audit.jsonl"]["events"][-1], "stop", "the last record")
+    assert "response" in audit["audit.jsonl"]["events"], \
+        f"the call after the rotation is not in the new file: {audit}"
+    ready_msgs = [m for m in out["notify"] if "READY=1" in m]
+    assert ready_msgs, f"no READY=1: {out['notify']}"
+    t.note(f"{len(steps)} README steps; HAProxy check {out['haproxy']['check_status']}")
