@@ -884,7 +884,7 @@ on_up_done(void *arg, const struct upstream_result *res)
 	if (res->err_status)
 		metrics_upstream_error(res->kind);
 	if (res->err_status && !r->head_sent) {
-		log_info("request %s: upstream %s: %s", r->id, res->kind,
+		log_warn("request %s: upstream %s: %s", r->id, res->kind,
 		    res->detail);
 		buf_fini(&r->head);
 		req_response_record(r, res->err_status, res, res->err_code);
@@ -893,7 +893,7 @@ on_up_done(void *arg, const struct upstream_result *res)
 		    "WHM is unavailable", 0);
 	} else if (res->err_status) {
 		/* The head is out: the only honest signal left is a cut. */
-		log_info("request %s: WHM failed after the response began: %s",
+		log_warn("request %s: WHM failed after the response began: %s",
 		    r->id, res->detail);
 		req_response_record(r, r->status, res, "upstream_reset");
 		cork_flush(c);          /* what WHM did send, as far as it goes */

@@ -62,6 +62,10 @@ struct upstream_req {
 	unsigned long long bytes;
 	double t0;
 	struct upstream_req *next_reap;
+	/* curl's own account of a failure ("SSL certificate problem:
+	 * unable to get local issuer certificate"), more than its code's
+	 * generic text: what an operator needs in the log. */
+	char errbuf[CURL_ERROR_SIZE];
 };
 
 /* A socket curl watches. The poll handle of a connection to WHM lives as
@@ -97,6 +101,7 @@ req_free(struct upstream_req *r)
 		curl_easy_setopt(r->easy, CURLOPT_PRIVATE, NULL);
 		curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, NULL);
 		curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, NULL);
+		curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, NULL);
 		u->pool_serial[u->npool] = r->serial;
 		u->pool[u->npool++] = r->easy;
 	} else if (r->easy) {
@@ -470,7 +475,8 @@ classify(struct upstream_req *r, CURLcode rc, struct upstream_result *res)
 {
 	curl_off_t pre = 0;
 
-	res->detail = curl_easy_strerror(rc);
+	res->detail = rc != CURLE_OK && r->errbuf[0] ? r->errbuf :
+	    curl_easy_strerror(rc);
 	switch (rc) {
 	case CURLE_OK:
 		return;
@@ -687,6 +693,7 @@ upstream_start(struct upstream *u, const struct conf *c,
 	r->serial = c->serial;
 	curl_easy_setopt(e, CURLOPT_URL, call->url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->own);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);

@@ -860,3 +860,26 @@ def test_rollout_walkthrough(t):
     ready_msgs = [m for m in out["notify"] if "READY=1" in m]
     assert ready_msgs, f"no READY=1: {out['notify']}"
     t.note(f"{len(steps)} README steps; HAProxy check {out['haproxy']['check_status']}")
+
+
+def test_rollout_upstream_failure_logged(t):
+    """Issue 12, 6: a failed WHM connection is logged at warning (<4> on
+    the journal) with curl's concrete reason — the certificate problem for
+    a WHM whose certificate is not trusted, the port for a refused
+    connection — not its code's generic text ("SSL peer certificate or SSH
+    remote key was not OK", "Couldn't connect to server")."""
+    bad = t.session.untrusted_standin()
+    port = free_port()
+    for url, want in ((bad.url, r"upstream tls: SSL certificate problem: self.signed certificate"),
+                      (f"https://127.0.0.1:{port}",
+                       rf"upstream connect: Failed to connect to 127\.0\.0\.1 port {port}")):
+        g = start_stderr_gate(t, t.conf(url), lambda st: {
+            "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+        r = g.curl(LIST, auth=f"Bearer {t.key('billing')}")
+        eq(r.status, 502, f"a call to {url}")
+        rid = r.header("X-Request-Id")
+        eq(g.stop(), 0, "exit code")
+        lines = [l for l in g.stderr().splitlines() if rid in l]
+        eq(len(lines), 1, f"log lines of {rid}: {lines}")
+        assert re.match(rf"<4>request {rid}: {want}", lines[0]), \
+            f"the line {lines[0]!r} (want <4>... {want})"
