@@ -36,6 +36,7 @@ static uv_tcp_t admin_tcp;
 static int admin_on;
 static struct audit *admin_audit;
 static int admin_draining;
+static struct conf *admin_conf;
 static llhttp_settings_t admin_settings;
 
 static void
@@ -147,6 +148,7 @@ serve(struct admin_conn *a)
 		metrics_render(&body, server_connections(),
 		    audit_records_total(admin_audit),
 		    audit_failures_total(admin_audit), writable, admin_draining);
+		metrics_render_conf(&body, admin_conf);
 		respond(a, 200, "text/plain; version=0.0.4", &body);
 	} else {
 		buf_adds(&body, "not found\n");
@@ -272,6 +274,13 @@ admin_listen(uv_loop_t *loop, const char *addr, struct audit *audit)
 }
 
 void
+admin_set_conf(struct conf *c)
+{
+	conf_unref(admin_conf);
+	admin_conf = c ? conf_ref(c) : NULL;
+}
+
+void
 admin_set_draining(void)
 {
 	admin_draining = 1;
@@ -282,4 +291,5 @@ admin_stop(void)
 {
 	if (admin_on && !uv_is_closing((uv_handle_t *)&admin_tcp))
 		uv_close((uv_handle_t *)&admin_tcp, NULL);
+	admin_set_conf(NULL);
 }

@@ -229,6 +229,7 @@ on_hup(uv_signal_t *h, int sig)
 		server_post_conf(&workers[i], n, ctx);
 	server_tls_free(ctx, n->ntls);
 	audit_set_conf(audit, n);
+	admin_set_conf(n);
 	conf_unref(conf);
 	conf = n;
 	audit_system(audit, "reload", "result", "ok", "config_digest",
@@ -719,6 +720,7 @@ main(int argc, char **argv)
 		audit_close(audit, "start-up failed");
 		exit(1);
 	}
+	admin_set_conf(conf);
 	log_info("whmgate %s started (config %s, upstream %s, %d worker%s)",
 	    WHMGATE_VERSION, conf_file, conf->upstream.base, nworkers,
 	    nworkers == 1 ? "" : "s");

@@ -883,3 +883,30 @@ def test_rollout_upstream_failure_logged(t):
         eq(len(lines), 1, f"log lines of {rid}: {lines}")
         assert re.match(rf"<4>request {rid}: {want}", lines[0]), \
             f"the line {lines[0]!r} (want <4>... {want})"
+
+
+def test_rollout_metrics_build_and_expiry(t):
+    """Issue 12, 7: /metrics has whmgate_build_info{version} and, for each
+    client with an expires, whmgate_client_key_expiry_timestamp_seconds
+    {client} with that time (none for a client without); a reload that
+    moves an expiry moves the gauge."""
+    import calendar
+    from opslib import samples, scrape
+    conf = admin_conf(t.conf())
+    conf["clients"]["billing"]["expires"] = "2031-05-06T07:08:09Z"
+    conf["clients"]["old.svc"] = t.client("old", expires="2030-01-01T00:00:00Z")
+    g = t.gate(conf)
+    m, text = scrape(conf)
+    eq(samples(m, "whmgate_build_info"), [({"version": t.session.version}, 1.0)], "build_info")
+    want = {"billing": calendar.timegm((2031, 5, 6, 7, 8, 9)),
+            "old.svc": calendar.timegm((2030, 1, 1, 0, 0, 0))}
+    got = {lab["client"]: v for lab, v in samples(m, "whmgate_client_key_expiry_timestamp_seconds")}
+    eq(got, want, "key expiry gauges")
+    assert "# TYPE whmgate_client_key_expiry_timestamp_seconds gauge" in text
+    moved = json.loads(json.dumps(conf))
+    moved["clients"]["billing"]["expires"] = "2032-01-01T00:00:00Z"
+    del moved["clients"]["old.svc"]["expires"]
+    eq(sighup(g, moved).get("result"), "ok", "reload")
+    m, _ = scrape(conf)
+    got = {lab["client"]: v for lab, v in samples(m, "whmgate_client_key_expiry_timestamp_seconds")}
+    eq(got, {"billing": calendar.timegm((2032, 1, 1, 0, 0, 0))}, "gauges after the reload")
