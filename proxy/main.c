@@ -97,6 +97,13 @@ drop_privileges(const char *user)
 		log_err("user %s: no such user", user);
 		return -1;
 	}
+	/* Already that user (systemd's User= with the same "user"): nothing
+	 * to drop, and setgroups would fail without root. */
+	if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid &&
+	    getgid() == pw->pw_gid && getegid() == pw->pw_gid) {
+		log_info("running as %s", user);
+		return 0;
+	}
 	if (setgroups(0, NULL) == -1 || setgid(pw->pw_gid) == -1 ||
 	    setuid(pw->pw_uid) == -1) {
 		log_err("cannot drop privileges to %s: %s", user, strerror(errno));

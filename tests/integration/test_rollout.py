@@ -185,7 +185,7 @@ class StderrGate(Gate):
     """A Gate whose environment may depend on its stderr file (its device
     and inode, as systemd puts them in JOURNAL_STREAM)."""
 
-    def __init__(self, ctx, conf, name, env_for):  # noqa: super().__init__ spawns
+    def __init__(self, ctx, conf, name, env_for, prefix=()):  # noqa: no super().__init__
         self.ctx = ctx
         self.session = s = ctx.session
         self.name = name
@@ -199,14 +199,14 @@ class StderrGate(Gate):
         self.rc = None
         with open(self.err, "wb") as errf:
             st = os.fstat(errf.fileno())
-            self.proc = spawn([*s.wrapper, s.bin, "-c", self.conf_path],
+            self.proc = spawn([*prefix, *s.wrapper, s.bin, "-c", self.conf_path],
                               stdin=subprocess.DEVNULL, stdout=errf, stderr=errf,
                               cwd=self.dir, env=dict(os.environ, **env_for(st)))
         self.pid = self.proc.pid
 
 
-def start_stderr_gate(t, conf, env_for):
-    g = StderrGate(t, conf, f"gate{len(t.gates)}", env_for)
+def start_stderr_gate(t, conf, env_for, prefix=()):
+    g = StderrGate(t, conf, f"gate{len(t.gates)}", env_for, prefix)
     t.gates.append(g)
     g.wait_ready()
     return g
@@ -910,3 +910,52 @@ def test_rollout_metrics_build_and_expiry(t):
     m, _ = scrape(conf)
     got = {lab["client"]: v for lab, v in samples(m, "whmgate_client_key_expiry_timestamp_seconds")}
     eq(got, {"billing": calendar.timegm((2032, 1, 1, 0, 0, 0))}, "gauges after the reload")
+
+
+def test_rollout_user_already_dropped(t):
+    """A whmgate started as its "user" already (systemd's User= with the
+    same name in the config) checks and starts: nothing to drop (setgroups
+    needs root); -t as another non-root user says why it cannot switch."""
+    if os.geteuid() != 0:
+        t.note("skipped: not root")
+        return
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    dirs = [t.dir, t.session.dir]
+    modes = {x: os.stat(x).st_mode & 0o7777 for x in dirs}
+    for x in dirs:
+        os.chmod(x, 0o711)
+    try:
+        logs = os.path.join(t.dir, "logs")
+        os.makedirs(logs)
+        os.chown(logs, nobody.pw_uid, nobody.pw_gid)
+        os.chown(t.token_file, nobody.pw_uid, nobody.pw_gid)
+        conf = t.conf()
+        conf["user"] = "nobody"
+        conf["audit"]["file"] = os.path.join(logs, "audit.jsonl")
+        as_nobody = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
+                     "--clear-groups"]
+        path = os.path.join(t.dir, "c.json")
+        write_conf(path, conf)
+        r = subprocess.run([*as_nobody, t.session.bin, "-t", "-c", path],
+                           capture_output=True, text=True, timeout=30)
+        eq((r.returncode, r.stderr), (0, ""), "-t as nobody with user nobody")
+        g = start_stderr_gate(t, conf, lambda st: {}, prefix=as_nobody)
+        eq(g.curl(LIST, auth=f"Bearer {t.key('billing')}").status, 200, "a call")
+        eq(g.stop(), 0, "exit code")
+        # Another unprivileged user cannot switch to nobody (tokens from
+        # the environment, so that is the only problem).
+        other = [x for x in pwd.getpwall() if x.pw_uid not in (0, nobody.pw_uid)
+                 and x.pw_uid < 65534][0]
+        for c in conf["clients"].values():
+            c["whm_token"] = {"env": "WHM_TOKEN"}
+        write_conf(path, conf)
+        r = subprocess.run(["setpriv", f"--reuid={other.pw_uid}", f"--regid={other.pw_gid}",
+                            "--clear-groups", t.session.bin, "-t", "-c", path],
+                           capture_output=True, text=True, timeout=30,
+                           env=dict(os.environ, WHM_TOKEN=t.session.token))
+        eq(r.returncode, 1, f"-t as {other.pw_name} ({r.stderr!r})")
+        assert f"{path}: $.user: switching to nobody needs root" in r.stderr, r.stderr
+    finally:
+        for x in dirs:
+            os.chmod(x, modes[x])
