@@ -24,16 +24,20 @@ LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 DEB_PKGS = build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev \
            libyajl-dev node-llhttp curl openssl python3 procps valgrind clang libclang-rt-14-dev rsyslog strace \
            nginx wrk
+# The rollout checks: the man page's lint, the unit's verify, rotation dry runs,
+# HAProxy's health check against the admin listener.
+DEB_PKGS += mandoc systemd logrotate haproxy
 
 CORE = util log conf http params auth policy outcome syslog audit limits
 SRCS_CORE = $(CORE:%=proxy/%.c)
 SRCS_DAEMON = proxy/tls.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/req.c proxy/server.c proxy/admin.c proxy/main.c
+SRCS_DAEMON += proxy/notify.c
 LLHTTP_SRCS = llhttp api http
 OBJS_CORE = $(CORE:%=$(BUILD)/%.o) $(LLHTTP_SRCS:%=$(BUILD)/llhttp_%.o)
 OBJS_DAEMON = $(SRCS_DAEMON:proxy/%.c=$(BUILD)/%.o)
 UNIT_TESTS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c)) test_outcome_portable
 
-.PHONY: all deps run test unit integration clean bench bench-callgrind fuzz fuzz-build install
+.PHONY: all deps run test unit integration clean bench bench-callgrind fuzz fuzz-build install uninstall
 all: $(BUILD)/whmgate
 
 $(BUILD):
@@ -111,14 +115,49 @@ fuzz: deps fuzz-build
 
 PREFIX ?= /usr/local
 DESTDIR ?=
+UNITDIR ?= /lib/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
+# The binary, man page, unit, sysusers entry and logrotate file; the config
+# (/etc/whmgate/whmgate.json) and the service's environment file
+# (/etc/default/whmgate) only when absent, never over an operator's edits.
+# Installed into the live system (no DESTDIR), the whmgate user is created
+# and systemd told about the unit.
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/whmgate \
-	  $(DESTDIR)/etc/whmgate $(DESTDIR)/etc/logrotate.d $(DESTDIR)/lib/systemd/system
+	  $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)/etc/whmgate $(DESTDIR)/etc/default \
+	  $(DESTDIR)/etc/logrotate.d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
 	install -m 0755 $(BUILD)/whmgate $(DESTDIR)$(PREFIX)/bin/whmgate
 	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/whmgate/README.md
-	install -m 0644 conf/demo.template.json $(DESTDIR)$(PREFIX)/share/doc/whmgate/example.json
-	sed 's#/usr/local#$(PREFIX)#g' conf/whmgate.service >$(DESTDIR)/lib/systemd/system/whmgate.service
+	install -m 0644 man/whmgate.8 $(DESTDIR)$(PREFIX)/share/man/man8/whmgate.8
+	sed 's#/usr/local#$(PREFIX)#g' conf/whmgate.service >$(DESTDIR)$(UNITDIR)/whmgate.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/whmgate.service
+	install -m 0644 conf/whmgate.sysusers $(DESTDIR)$(SYSUSERSDIR)/whmgate.conf
 	install -m 0644 conf/logrotate $(DESTDIR)/etc/logrotate.d/whmgate
+	[ -e $(DESTDIR)/etc/whmgate/whmgate.json ] || \
+	  install -m 0644 conf/whmgate.installed.json $(DESTDIR)/etc/whmgate/whmgate.json
+	[ -e $(DESTDIR)/etc/default/whmgate ] || \
+	  install -m 0600 conf/whmgate.default $(DESTDIR)/etc/default/whmgate
+	if [ -z "$(DESTDIR)" ]; then \
+	  systemd-sysusers $(SYSUSERSDIR)/whmgate.conf; \
+	  systemctl daemon-reload 2>/dev/null || true; \
+	fi
+
+# Removes what install put; the config and the environment file only when
+# unchanged (they hold the operator's keys and tokens). The whmgate user,
+# the audit trail in /var/log/whmgate and /var/lib/whmgate stay.
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/whmgate $(DESTDIR)$(PREFIX)/share/man/man8/whmgate.8 \
+	  $(DESTDIR)$(UNITDIR)/whmgate.service $(DESTDIR)$(SYSUSERSDIR)/whmgate.conf \
+	  $(DESTDIR)/etc/logrotate.d/whmgate
+	rm -rf $(DESTDIR)$(PREFIX)/share/doc/whmgate
+	if cmp -s conf/whmgate.installed.json $(DESTDIR)/etc/whmgate/whmgate.json; then \
+	  rm -f $(DESTDIR)/etc/whmgate/whmgate.json; \
+	else echo "kept $(DESTDIR)/etc/whmgate/whmgate.json (edited)"; fi
+	if cmp -s conf/whmgate.default $(DESTDIR)/etc/default/whmgate; then \
+	  rm -f $(DESTDIR)/etc/default/whmgate; \
+	else echo "kept $(DESTDIR)/etc/default/whmgate (edited)"; fi
+	-rmdir $(DESTDIR)/etc/whmgate 2>/dev/null
+	if [ -z "$(DESTDIR)" ]; then systemctl daemon-reload 2>/dev/null || true; fi
 
 # `make bench` (SPEC section 10): nginx, HAProxy and wrk from Debian, then
 # tests/bench/run.sh. BENCH_SECONDS (10) per row, WORKERS (1).

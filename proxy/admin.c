@@ -1,33 +1,43 @@
-/* admin.c - see admin.h. Reuses the client request parser (http.c) with
- * small limits; nothing here reads a secret or a request's content. */
+/* admin.c - see admin.h. Its own small llhttp reader, not the client
+ * listener's http.c: health checks are answered as load balancers send
+ * them (HTTP/1.0 without Host, HEAD), and only the request line is read;
+ * nothing here reads a secret or a request's content. */
 #include "admin.h"
 #include "audit.h"
 #include "conf.h"
-#include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
 #include "util.h"
 
+#include <llhttp.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The longest target and head the admin listener reads: health checks and
+ * scrapes send a short line and a few headers. */
+#define ADMIN_MAX_TARGET 256
+#define ADMIN_MAX_HEAD 8192
 
 struct admin_conn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
 	uv_write_t w;
-	struct http_parser hp;
-	struct http_req req;
-	struct arena arena;
+	llhttp_t p;
 	struct buf out;
 	char in[4096];
-	int handles, done;
+	char target[ADMIN_MAX_TARGET];
+	size_t tlen, head_bytes;
+	int too_long;            /* the target did not fit */
+	int handles, done, head_done;
 };
 
 static uv_tcp_t admin_tcp;
 static int admin_on;
 static struct audit *admin_audit;
 static int admin_draining;
+static struct conf *admin_conf;
+static llhttp_settings_t admin_settings;
 
 static void
 on_closed(uv_handle_t *h)
@@ -36,9 +46,6 @@ on_closed(uv_handle_t *h)
 
 	if (--a->handles > 0)
 		return;
-	http_parser_fini(&a->hp);
-	buf_fini(&a->req.body);
-	arena_fini(&a->arena);
 	buf_fini(&a->out);
 	free(a);
 }
@@ -59,23 +66,52 @@ on_written(uv_write_t *w, int status)
 	admin_close(w->data);
 }
 
+static const char *
+status_text(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 414: return "URI Too Long";
+	case 431: return "Request Header Fields Too Large";
+	case 503: return "Service Unavailable";
+	default: return "Bad Request";
+	}
+}
+
+/* The head always; the body unless the request was HEAD (which gets the
+ * length GET would have had, RFC 9110 9.3.2). */
 static void
 respond(struct admin_conn *a, int status, const char *ctype, struct buf *body)
 {
 	struct buf *o = &a->out;
 	uv_buf_t b;
+	int head = a->head_done && a->p.method == HTTP_HEAD;
 
 	a->done = 1;
 	uv_read_stop((uv_stream_t *)&a->tcp);
-	buf_printf(o, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-	    "Connection: close\r\n\r\n", status, status == 200 ? "OK" :
-	    status == 503 ? "Service Unavailable" : status == 404 ? "Not Found" :
-	    "Bad Request", ctype, body->len);
-	buf_add(o, body->p ? body->p : "", body->len);
+	buf_printf(o, "HTTP/1.%d %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	    "%sConnection: close\r\n\r\n", a->head_done && a->p.http_major == 1 &&
+	    a->p.http_minor == 0 ? 0 : 1, status, status_text(status), ctype,
+	    body->len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
+	if (!head)
+		buf_add(o, body->p ? body->p : "", body->len);
 	b = uv_buf_init(o->p, (unsigned int)o->len);
 	a->w.data = a;
 	if (uv_write(&a->w, (uv_stream_t *)&a->tcp, &b, 1, on_written) != 0)
 		admin_close(a);
+}
+
+static void
+respond_text(struct admin_conn *a, int status, const char *text)
+{
+	struct buf body;
+
+	buf_init(&body);
+	buf_adds(&body, text);
+	respond(a, status, "text/plain", &body);
+	buf_fini(&body);
 }
 
 static void
@@ -84,28 +120,66 @@ serve(struct admin_conn *a)
 	struct buf body;
 	int writable = audit_writable(admin_audit);
 	int ready = writable && !admin_draining;
+	char *q;
 
+	/* Health checks come as load balancers send them: HTTP/1.0 without
+	 * Host (HAProxy's option httpchk), HEAD (curl -I). Nothing here is
+	 * forwarded or read from the request beyond its line, so no Host is
+	 * needed; the client listener's framing rules do not apply. */
+	if (a->p.http_major != 1 || a->p.http_minor > 1) {
+		respond_text(a, 400, "unsupported HTTP version\n");
+		return;
+	}
+	if (a->p.method != HTTP_GET && a->p.method != HTTP_HEAD) {
+		respond_text(a, 405, "GET or HEAD only\n");
+		return;
+	}
+	if ((q = strchr(a->target, '?')) != NULL)
+		*q = '\0';
 	buf_init(&body);
-	if (a->req.method_id != HTTP_GET) {
-		buf_adds(&body, "GET only\n");
-		respond(a, 400, "text/plain", &body);
-	} else if (strcmp(a->req.target, "/healthz") == 0) {
+	if (strcmp(a->target, "/healthz") == 0) {
 		buf_adds(&body, "ok\n");
 		respond(a, 200, "text/plain", &body);
-	} else if (strcmp(a->req.target, "/readyz") == 0) {
+	} else if (strcmp(a->target, "/readyz") == 0) {
 		buf_adds(&body, ready ? "ready\n" : admin_draining ? "draining\n" :
 		    "audit trail not writable\n");
 		respond(a, ready ? 200 : 503, "text/plain", &body);
-	} else if (strcmp(a->req.target, "/metrics") == 0) {
+	} else if (strcmp(a->target, "/metrics") == 0) {
 		metrics_render(&body, server_connections(),
 		    audit_records_total(admin_audit),
 		    audit_failures_total(admin_audit), writable, admin_draining);
+		metrics_render_conf(&body, admin_conf);
 		respond(a, 200, "text/plain; version=0.0.4", &body);
 	} else {
 		buf_adds(&body, "not found\n");
 		respond(a, 404, "text/plain", &body);
 	}
 	buf_fini(&body);
+}
+
+static int
+on_url(llhttp_t *p, const char *at, size_t n)
+{
+	struct admin_conn *a = p->data;
+
+	if (a->tlen + n >= sizeof(a->target)) {
+		a->too_long = 1;
+		return HPE_USER;
+	}
+	memcpy(a->target + a->tlen, at, n);
+	a->tlen += n;
+	a->target[a->tlen] = '\0';
+	return 0;
+}
+
+/* The body, if any, is never read: the answer closes the connection. */
+static int
+on_headers_complete(llhttp_t *p)
+{
+	struct admin_conn *a = p->data;
+
+	a->head_done = 1;
+	return HPE_PAUSED;
 }
 
 static void
@@ -121,9 +195,7 @@ static void
 on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
 	struct admin_conn *a = st->data;
-	struct buf body;
-	size_t off = 0, used;
-	enum http_event ev;
+	llhttp_errno_t e;
 
 	if (a->done)
 		return;
@@ -131,25 +203,17 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 		admin_close(a);
 		return;
 	}
-	for (;;) {
-		/* After the head, feed again (even nothing) to finish. */
-		ev = http_feed(&a->hp, b->base + off, (size_t)n - off, &used);
-		off += used;
-		if (ev == HEV_HEAD)
-			continue;
-		if (ev == HEV_DONE) {
-			serve(a);
-			return;
-		}
-		if (ev == HEV_ERROR) {
-			buf_init(&body);
-			buf_printf(&body, "%s\n", a->hp.reason);
-			respond(a, 400, "text/plain", &body);
-			buf_fini(&body);
-			return;
-		}
-		break;
-	}
+	if (n == 0)
+		return;
+	a->head_bytes += (size_t)n;
+	e = llhttp_execute(&a->p, b->base, (size_t)n);
+	if (e == HPE_PAUSED && a->head_done)
+		serve(a);
+	else if (e != HPE_OK)
+		respond_text(a, a->too_long ? 414 : 400, a->too_long ?
+		    "target too long\n" : "bad request\n");
+	else if (a->head_bytes > ADMIN_MAX_HEAD)
+		respond_text(a, 431, "head too large\n");
 }
 
 static void
@@ -170,11 +234,9 @@ on_connection(uv_stream_t *ls, int status)
 	uv_timer_init(ls->loop, &a->timer);
 	a->timer.data = a;
 	a->handles = 2;
-	arena_init(&a->arena);
-	a->req.arena = &a->arena;
 	buf_init(&a->out);
-	http_parser_init(&a->hp, 4096, 0);
-	http_begin(&a->hp, &a->req);
+	llhttp_init(&a->p, HTTP_REQUEST, &admin_settings);
+	a->p.data = a;
 	if (uv_accept(ls, (uv_stream_t *)&a->tcp) != 0) {
 		admin_close(a);
 		return;
@@ -191,6 +253,9 @@ admin_listen(uv_loop_t *loop, const char *addr, struct audit *audit)
 	int rc;
 
 	admin_audit = audit;
+	llhttp_settings_init(&admin_settings);
+	admin_settings.on_url = on_url;
+	admin_settings.on_headers_complete = on_headers_complete;
 	if (addr == NULL)
 		return 0;
 	if (conf_hostport(addr, &ss, &why) != 0) {
@@ -209,6 +274,13 @@ admin_listen(uv_loop_t *loop, const char *addr, struct audit *audit)
 }
 
 void
+admin_set_conf(struct conf *c)
+{
+	conf_unref(admin_conf);
+	admin_conf = c ? conf_ref(c) : NULL;
+}
+
+void
 admin_set_draining(void)
 {
 	admin_draining = 1;
@@ -219,4 +291,5 @@ admin_stop(void)
 {
 	if (admin_on && !uv_is_closing((uv_handle_t *)&admin_tcp))
 		uv_close((uv_handle_t *)&admin_tcp, NULL);
+	admin_set_conf(NULL);
 }

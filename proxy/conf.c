@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
@@ -991,8 +992,13 @@ cl_whm_token(struct loader *l, yajl_val v, const char *path, void *arg)
 			return;
 		}
 		tok = xstrdup(s);
-	} else if ((tok = read_secret_file(l, path, file->u.string)) == NULL)
-		return;
+	} else {
+		/* Kept so -t can check the run-time user reads it too. */
+		free(cl->whm_token_file);
+		cl->whm_token_file = xstrdup(file->u.string);
+		if ((tok = read_secret_file(l, path, file->u.string)) == NULL)
+			return;
+	}
 	/* The token is pasted into a header: only WHM's token alphabet. */
 	for (p = tok; *p; p++)
 		if (!isalnum((unsigned char)*p))
@@ -1280,6 +1286,50 @@ static const struct field top_fields[] = {
 	{ "audit", f_audit }, { "clients", f_clients }, { NULL, NULL }
 };
 
+/* One key hash or certificate fingerprint under two clients would let one
+ * secret act as either (Bearer picks the first, "whm id:key" any): an
+ * error, reported at the later copy. A config holds few secrets, so pairs
+ * are compared directly. */
+static void
+check_shared(struct loader *l, const struct conf *c, int certs)
+{
+	const struct client *a, *b;
+	unsigned char (*ha)[32], (*hb)[32];
+	size_t i, j, x, y, na, nb;
+	char *pa, *pb, *ia, *ib;
+
+	for (i = 0; i < c->nclients; i++) {
+		b = &c->clients[i];
+		hb = certs ? b->certs : b->keys;
+		nb = certs ? b->ncerts : b->nkeys;
+		for (y = 0; y < nb; y++)
+			for (j = 0; j < i; j++) {
+				a = &c->clients[j];
+				ha = certs ? a->certs : a->keys;
+				na = certs ? a->ncerts : a->nkeys;
+				for (x = 0; x < na; x++) {
+					if (memcmp(ha[x], hb[y], 32) != 0)
+						continue;
+					pa = path_key("$.clients", a->id);
+					pb = path_key("$.clients", b->id);
+					ia = path_key(pa, certs ? "certs" : "keys");
+					ib = path_key(pb, certs ? "certs" : "keys");
+					free(pa);
+					free(pb);
+					pa = path_idx(ia, x);
+					pb = path_idx(ib, y);
+					conf_err(l, pb, "the same %s as %s: one secret "
+					    "must name one client", certs ?
+					    "certificate" : "key", pa);
+					free(pa);
+					free(pb);
+					free(ia);
+					free(ib);
+				}
+			}
+	}
+}
+
 /* yajl_tree's messages carry no position: re-parse to find line/column. */
 static void
 report_syntax(struct loader *l, const char *text, size_t len)
@@ -1376,6 +1426,8 @@ conf_parse(const char *file, const char *text, size_t len, int read_secrets,
 			conf_err(&l, "$.upstream.url", "is required");
 		if (c->clients == NULL)
 			conf_err(&l, "$.clients", "is required");
+		check_shared(&l, c, 0);
+		check_shared(&l, c, 1);
 	}
 	if (c->instance == NULL) {
 		if (gethostname(host, sizeof(host)) == -1)
@@ -1427,6 +1479,53 @@ conf_load(const char *file, struct buf *errs)
 	return c;
 }
 
+int
+conf_warnings(const struct conf *c, int64_t now, struct buf *out)
+{
+	const struct client *cl;
+	char *p, *q, when[32];
+	struct tm tm;
+	time_t t;
+	size_t i, j;
+	int n = 0;
+
+	if (c->upstream.insecure_skip_verify) {
+		buf_printf(out, "warning: %s: $.upstream.insecure_skip_verify: WHM's "
+		    "certificate is not verified: whoever is on the path reads the "
+		    "WHM tokens\n", c->file);
+		n++;
+	}
+	for (i = 0; i < c->nclients; i++) {
+		cl = &c->clients[i];
+		p = path_key("$.clients", cl->id);
+		for (j = 0; j < cl->nsource; j++) {
+			if (cl->source[j].bits != 0)
+				continue;
+			buf_printf(out, "warning: %s: %s.source[%zu]: allows every "
+			    "%s address, as if there were no source\n", c->file, p,
+			    j, cl->source[j].family == AF_INET ? "IPv4" : "IPv6");
+			n++;
+		}
+		if (cl->expires != 0 && cl->expires < now + 14 * 86400) {
+			t = (time_t)cl->expires;
+			gmtime_r(&t, &tm);
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+			q = path_key(p, "expires");
+			if (cl->expires <= now)
+				buf_printf(out, "warning: %s: %s: expired at %s: every "
+				    "call of this client is refused\n", c->file, q, when);
+			else
+				buf_printf(out, "warning: %s: %s: expires at %s, in %lld "
+				    "hours\n", c->file, q, when,
+				    (long long)((cl->expires - now) / 3600));
+			free(q);
+			n++;
+		}
+		free(p);
+	}
+	return n;
+}
+
 struct conf *
 conf_ref(struct conf *c)
 {
@@ -1444,6 +1543,7 @@ client_fini(struct client *cl)
 	free(cl->certs);
 	free(cl->source);
 	free(cl->whm_user);
+	free(cl->whm_token_file);
 	secret_free(cl->whm_token);
 	for (i = 0; i < cl->nallow; i++) {
 		struct allow_rule *r = &cl->allow[i];

@@ -53,6 +53,7 @@ struct client {
 	int64_t expires;             /* unix time; 0: never */
 	char *whm_user;
 	char *whm_token;             /* secret: wiped on free */
+	char *whm_token_file;        /* the file it is read from (each reload), or NULL */
 	double rate_per_second, rate_burst;
 	int has_rate;
 	long max_inflight;           /* 0: unlimited */
@@ -119,6 +120,12 @@ struct conf *conf_load(const char *file, struct buf *errs);
  * files are read when read_secrets is 0. */
 struct conf *conf_parse(const char *file, const char *text, size_t len,
     int read_secrets, struct buf *errs);
+
+/* Appends one "warning: FILE: <json path>: <text>" line for each setting
+ * that starts but deserves a second look (insecure_skip_verify, a source
+ * of 0.0.0.0/0 or ::/0, an expires in the past or within 14 days of now,
+ * unix seconds). Returns how many. */
+int conf_warnings(const struct conf *c, int64_t now, struct buf *out);
 
 struct conf *conf_ref(struct conf *c);
 void conf_unref(struct conf *c);     /* frees at zero; NULL is a no-op */

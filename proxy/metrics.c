@@ -167,3 +167,22 @@ metrics_render(struct buf *o, unsigned long long connections,
 	    "whmgate_connections %llu\n",
 	    audit_records, audit_failures, audit_writable, draining, connections);
 }
+
+void
+metrics_render_conf(struct buf *o, const struct conf *c)
+{
+	size_t i;
+
+	buf_printf(o, "# HELP whmgate_build_info The running version.\n"
+	    "# TYPE whmgate_build_info gauge\n"
+	    "whmgate_build_info{version=\"%s\"} 1\n", WHMGATE_VERSION);
+	buf_adds(o, "# HELP whmgate_client_key_expiry_timestamp_seconds When a "
+	    "client's keys expire (its \"expires\"), unix seconds.\n"
+	    "# TYPE whmgate_client_key_expiry_timestamp_seconds gauge\n");
+	/* Client ids are [A-Za-z0-9_.-]: nothing to escape in a label. */
+	for (i = 0; c && i < c->nclients; i++)
+		if (c->clients[i].expires != 0)
+			buf_printf(o, "whmgate_client_key_expiry_timestamp_seconds"
+			    "{client=\"%s\"} %lld\n", c->clients[i].id,
+			    (long long)c->clients[i].expires);
+}

@@ -18,5 +18,9 @@ void metrics_reload(int ok);
 void metrics_render(struct buf *out, unsigned long long connections,
     unsigned long long audit_records, unsigned long long audit_failures,
     int audit_writable, int draining);
+/* Appends what the config in force says: whmgate_build_info{version} and
+ * whmgate_client_key_expiry_timestamp_seconds{client} for each client with
+ * an "expires" (c may be NULL: build info only). */
+void metrics_render_conf(struct buf *out, const struct conf *c);
 
 #endif

@@ -648,7 +648,7 @@ on_up_done(void *arg, const struct upstream_result *res)
 	if (res->err_status)
 		metrics_upstream_error(res->kind);
 	if (res->err_status && !r->head_sent) {
-		log_info("request %s: upstream %s: %s", r->id, res->kind,
+		log_warn("request %s: upstream %s: %s", r->id, res->kind,
 		    res->detail);
 		buf_fini(&r->head);
 		end_set(r, res->err_status, res, res->error ? res->error :
@@ -661,7 +661,7 @@ on_up_done(void *arg, const struct upstream_result *res)
 	}
 	if (res->err_status) {
 		/* The head is out: the only honest signal left is a cut. */
-		log_info("request %s: WHM failed after the response began: %s",
+		log_warn("request %s: WHM failed after the response began: %s",
 		    r->id, res->detail);
 		response_record(r, r->status, res->status, res->ms, res->bytes,
 		    "upstream_reset");

@@ -710,8 +710,11 @@ check_done(struct upstream *u)
 		r = w->req;
 		if (m->data.result != CURLE_OK) {
 			why = classify(m->data.result, &kind);
-			log_warn("upstream: cannot connect to WHM: %s%s%s", why,
-			    w->err[0] ? ": " : "", w->err);
+			/* curl's own account ("SSL certificate problem: unable
+			 * to get local issuer certificate") says more than its
+			 * code's generic words: it goes to the log. */
+			if (w->err[0])
+				why = w->err;
 			w->req = NULL;
 			w_close(w);
 			if (r) {

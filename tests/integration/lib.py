@@ -125,7 +125,7 @@ class Session:
 
     def _setup(self):
         self.version = subprocess.run([self.bin, "-V"], capture_output=True,
-                                      text=True, timeout=10).stdout.split()[-1]
+                                      text=True, timeout=10).stdout.split()[1]
         self._certs()
         # A WHM API token: 32 characters of [0-9A-Z].
         alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"

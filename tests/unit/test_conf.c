@@ -388,6 +388,12 @@ test_problems(void)
 		"$.clients.x: \"whm_user\" is required",
 		"$.clients.x: \"whm_token\" is required",
 		"$.clients.x: \"allow\" is required (deny by default)",
+		"$.clients.ops.keys[0]: the same key as $.clients.billing.keys[0]: "
+		    "one secret must name one client",
+		"$.clients.x.keys[0]: the same key as $.clients.billing.keys[0]: "
+		    "one secret must name one client",
+		"$.clients.x.keys[0]: the same key as $.clients.ops.keys[0]: "
+		    "one secret must name one client",
 	};
 	struct buf errs;
 	struct conf *c = parse(text, &errs);

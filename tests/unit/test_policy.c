@@ -9,6 +9,11 @@
 
 #define KEY "\"keys\": [\"sha256:" \
     "0000000000000000000000000000000000000000000000000000000000000000\"]"
+/* One key names one client: the others get keys of their own. */
+#define KEY_NB "\"keys\": [\"sha256:" \
+    "0000000000000000000000000000000000000000000000000000000000000001\"]"
+#define KEY_NONE "\"keys\": [\"sha256:" \
+    "0000000000000000000000000000000000000000000000000000000000000002\"]"
 
 static const char clients[] = "{"
     "\"p\": {" KEY ", \"whm_user\": \"root\", \"whm_token\": {\"env\": \"T\"},"
@@ -28,9 +33,9 @@ static const char clients[] = "{"
     "  \"uapi_cpanel:Email::list_pops\": {\"cpanel.user\":"
     "    {\"pattern\": \"^cust[0-9]+$\"}}"
     " }},"
-    "\"nb\": {" KEY ", \"whm_user\": \"root\", \"whm_token\": {\"env\": \"T\"},"
+    "\"nb\": {" KEY_NB ", \"whm_user\": \"root\", \"whm_token\": {\"env\": \"T\"},"
     " \"allow\": {\"listaccts\": {}, \"accountsummary\": {}}},"
-    "\"none\": {" KEY ", \"whm_user\": \"root\", \"whm_token\": {\"env\": \"T\"},"
+    "\"none\": {" KEY_NONE ", \"whm_user\": \"root\", \"whm_token\": {\"env\": \"T\"},"
     " \"allow\": {}}"
     "}";
 
