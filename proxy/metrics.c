@@ -22,7 +22,7 @@ static const double buckets[] = {
 struct set {
 	char client[65];
 	char function[129];
-	char decision[8];
+	char decision[16];   /* allow, unauthenticated, forbidden, ... */
 	unsigned long long n;
 };
 

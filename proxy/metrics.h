@@ -9,7 +9,9 @@ struct conf;
 struct buf;
 
 void metrics_init(void);
-/* One finished call: decision is "allow" or "deny". */
+/* One finished call: decision is "allow", "unauthenticated", "forbidden",
+ * "rate_limited", "bad_request" or "unavailable"; function the allow entry
+ * (cpanel:M::f and uapi_cpanel:M::f included). */
 void metrics_request(const struct conf *c, const char *client,
     const char *function, const char *decision, double seconds);
 void metrics_upstream_error(const char *kind);

@@ -114,6 +114,30 @@ event_init(struct req *r, struct audit_event *ev, const char *type)
 	ev->ms = time_ms() - r->t0;
 }
 
+/* The decision label of SPEC section 9 for a refusal's status. */
+static const char *
+decision_label(int status)
+{
+	switch (status) {
+	case 401: return "unauthenticated";
+	case 403: return "forbidden";
+	case 429: return "rate_limited";
+	case 499:
+	case 503: return "unavailable";
+	default: return "bad_request";
+	}
+}
+
+/* The function label: the allow entry a call was checked against
+ * (cpanel:M::f and uapi_cpanel:M::f targets included), else its function;
+ * metrics.c maps names no client allows to "other". */
+static const char *
+function_label(const struct req *r)
+{
+	return r->have_call && r->call.rule_name ? r->call.rule_name :
+	    r->function;
+}
+
 static void
 deny_record(struct req *r, int status, const char *code, const char *reason)
 {
@@ -135,7 +159,8 @@ deny_record(struct req *r, int status, const char *code, const char *reason)
 	ev.reason = reason;
 	if (audit_record(r->srv->audit, r->srv->sink, &ev, NULL, NULL) == -1)
 		log_warn("audit: deny record of %s not queued", r->id);
-	metrics_request(r->conf, ev.client_id, r->function, "deny", ev.ms / 1e3);
+	metrics_request(r->conf, ev.client_id, function_label(r),
+	    decision_label(status), ev.ms / 1e3);
 }
 
 static void
@@ -167,7 +192,8 @@ response_record(struct req *r, int status, int up_status, double up_ms,
 	ev.up_error = error;
 	if (audit_record(r->srv->audit, r->srv->sink, &ev, NULL, NULL) == -1)
 		log_warn("audit: response record of %s not queued", r->id);
-	metrics_request(r->conf, ev.client_id, r->function, "allow", ev.ms / 1e3);
+	metrics_request(r->conf, ev.client_id, function_label(r), "allow",
+	    ev.ms / 1e3);
 }
 
 /* What the response record will say once the answer is on the wire. */

@@ -942,13 +942,16 @@ def test_ops_metrics(t):
         return (mval(m1, "whmgate_requests_total", **labels)
                 - mval(m0, "whmgate_requests_total", **labels))
     want = {("billing", "listaccts", "allow"): 3, ("support", "listaccts", "allow"): 1,
-            ("support", "accountsummary", "deny"): 2, ("unknown", "listaccts", "deny"): 2,
-            ("billing", "other", "deny"): 2, ("unknown", "other", "deny"): 1}
+            ("support", "accountsummary", "forbidden"): 2,
+            ("unknown", "listaccts", "unauthenticated"): 2,
+            ("billing", "other", "forbidden"): 2, ("unknown", "other", "bad_request"): 1}
     got = {}
     for labels, v in samples(m1, "whmgate_requests_total"):
         eq(set(labels), {"client", "function", "decision"},
            "labels of whmgate_requests_total")
-        assert labels["decision"] in ("allow", "deny"), f"decision label {labels}"
+        assert labels["decision"] in ("allow", "unauthenticated", "forbidden",
+                                      "rate_limited", "bad_request", "unavailable"), \
+            f"decision label {labels}"
         d = v - mval(m0, "whmgate_requests_total", **labels)
         if d:
             got[(labels["client"], labels["function"], labels["decision"])] = d
@@ -1107,7 +1110,7 @@ def test_ops_workers_share_state(t):
     eq(mval(m, "whmgate_requests_total", client="billing", function="listaccts",
             decision="allow"), n200, "billing's allowed calls summed over workers")
     eq(mval(m, "whmgate_requests_total", client="support", function="listaccts",
-            decision="deny"), 6, "support's in-flight refusals summed over workers")
+            decision="rate_limited"), 6, "support's in-flight refusals summed over workers")
     eq(mval(m, "whmgate_config_reloads_total", result="ok"), 6, "ok reloads")
     eq(mval(m, "whmgate_request_duration_seconds_count"),
        sum(v for _, v in samples(m, "whmgate_requests_total")),
