@@ -1,10 +1,16 @@
-/* main.c - arguments, -t, keygen, audit verify, workers, signals.
+/* main.c - arguments, -t, keygen, audit verify, reload, workers, signals.
  *
  * The main thread owns the current conf, the audit trail and the signals,
  * and runs worker 0 on its loop; workers 1..N-1 run on their own threads
  * (server.c). SIGHUP loads and checks a new conf and posts it to every
  * worker, SIGUSR1 reopens the audit file, SIGTERM and SIGINT post a drain;
- * when every loop has ended, the audit is closed with its stop record. */
+ * when every loop has ended, the audit is closed with its stop record. The
+ * service manager hears each step (notify.c): READY=1 once serving,
+ * RELOADING=1 and READY=1 around a reload, STOPPING=1 at the drain.
+ *
+ * -t (check_config) does what start does but binding, and what a reload or
+ * a reopen will need as "user" (check_access); `whmgate reload` is -t, then
+ * SIGHUP, then the daemon's verdict read from its own trail. */
 #define _GNU_SOURCE
 #include "admin.h"
 #include "audit.h"

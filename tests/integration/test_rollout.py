@@ -4,6 +4,7 @@ logging to the journal, sd_notify, packaging and the `-t` checks."""
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -805,6 +806,12 @@ def test_rollout_walkthrough(t):
     if os.geteuid() != 0:
         t.note("skipped: not root")
         return
+    probe = subprocess.run(["unshare", "--mount", "--net", "true"], capture_output=True)
+    if probe.returncode != 0:
+        t.note(f"skipped: no mount/network namespace ({probe.stderr.strip()[:80]!r})")
+        return
+    if not shutil.which("haproxy"):
+        raise AssertionError("haproxy is not installed (make deps)")
     work = os.path.join(t.dir, "walk")
     os.makedirs(work)
     s = t.session
