@@ -5,6 +5,7 @@
 #include "admin.h"
 #include "audit.h"
 #include "conf.h"
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
@@ -66,20 +67,6 @@ on_written(uv_write_t *w, int status)
 	admin_close(w->data);
 }
 
-static const char *
-status_text(int status)
-{
-	switch (status) {
-	case 200: return "OK";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 414: return "URI Too Long";
-	case 431: return "Request Header Fields Too Large";
-	case 503: return "Service Unavailable";
-	default: return "Bad Request";
-	}
-}
-
 /* The head always; the body unless the request was HEAD (which gets the
  * length GET would have had, RFC 9110 9.3.2). */
 static void
@@ -93,7 +80,7 @@ respond(struct admin_conn *a, int status, const char *ctype, struct buf *body)
 	uv_read_stop((uv_stream_t *)&a->tcp);
 	buf_printf(o, "HTTP/1.%d %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 	    "%sConnection: close\r\n\r\n", a->head_done && a->p.http_major == 1 &&
-	    a->p.http_minor == 0 ? 0 : 1, status, status_text(status), ctype,
+	    a->p.http_minor == 0 ? 0 : 1, status, http_status_text(status), ctype,
 	    body->len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
 	if (!head)
 		buf_add(o, body->p ? body->p : "", body->len);

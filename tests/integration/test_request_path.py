@@ -286,3 +286,47 @@ def test_request_body_trickle_deadline(t):
     rid = check_error(r, 408, "request_timeout")
     eq([x["type"] for x in g.records(rid)], ["deny"], "records")
     eq(t.standin.requests(), [], "what WHM received")
+
+
+def test_request_metrics_labels(t):
+    """whmgate_requests_total says why a call was refused (unauthenticated,
+    forbidden, rate_limited, bad_request) and counts an allowed
+    uapi_cpanel call under its own allow entry, not as "other"."""
+    import urllib.request
+    from lib import free_port
+    conf = t.conf()
+    admin = free_port()
+    conf["admin"] = f"127.0.0.1:{admin}"
+    conf["clients"]["billing"]["allow"]["uapi_cpanel:Email::list_pops"] = {
+        "cpanel.user": {"pattern": "^cust[0-9]+$"}}
+    conf["clients"]["support"]["rate"] = {"per_second": 0.01, "burst": 1}
+    g = t.gate(conf)
+    billing, support = f"Bearer {t.key('billing')}", f"Bearer {t.key('support')}"
+    uapi = ("/json-api/uapi_cpanel?api.version=1&cpanel.module=Email"
+            "&cpanel.function=list_pops&cpanel.user=cust1")
+    calls = [(uapi, billing, 200), (LIST_URL, support, 200), (LIST_URL, support, 429),
+             (LIST_URL, f"Bearer {t.key('stranger')}", 401),
+             ("/json-api/removeacct?user=x", billing, 403),
+             ("/json-api/listaccts?a=%zz", billing, 400)]
+    for url, auth, want in calls:
+        eq(g.curl(url, auth=auth).status, want, f"status of {url}")
+    g.wait_audit(lambda rs: sum(r["type"] in ("deny", "response") for r in rs) >= len(calls),
+                 what="final records")
+    text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10).read().decode()
+    got = {}
+    for line in text.splitlines():
+        if line.startswith("whmgate_requests_total{"):
+            labels, v = line.rsplit(" ", 1)
+            got[labels[len("whmgate_requests_total"):]] = float(v)
+    want = {
+        '{client="billing",function="uapi_cpanel:Email::list_pops",decision="allow"}': 1,
+        '{client="support",function="listaccts",decision="allow"}': 1,
+        '{client="support",function="listaccts",decision="rate_limited"}': 1,
+        '{client="unknown",function="listaccts",decision="unauthenticated"}': 1,
+        '{client="billing",function="other",decision="forbidden"}': 1,
+        '{client="billing",function="listaccts",decision="bad_request"}': 1,
+    }
+    eq(got, want, "whmgate_requests_total")
+
+
+LIST_URL = "/json-api/listaccts?api.version=1"
