@@ -27,11 +27,13 @@ DEB_PKGS = build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev
 # The rollout checks: the man page's lint, the unit's verify, rotation dry runs,
 # HAProxy's health check against the admin listener.
 DEB_PKGS += mandoc systemd logrotate haproxy
+# The status page is tested in a real headless browser.
+DEB_PKGS += chromium
 
 CORE = util log conf http params auth policy outcome syslog audit limits
 SRCS_CORE = $(CORE:%=proxy/%.c)
 SRCS_DAEMON = proxy/tls.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/req.c proxy/server.c proxy/admin.c proxy/main.c
-SRCS_DAEMON += proxy/notify.c
+SRCS_DAEMON += proxy/notify.c proxy/status.c
 LLHTTP_SRCS = llhttp api http
 OBJS_CORE = $(CORE:%=$(BUILD)/%.o) $(LLHTTP_SRCS:%=$(BUILD)/llhttp_%.o)
 OBJS_DAEMON = $(SRCS_DAEMON:proxy/%.c=$(BUILD)/%.o)

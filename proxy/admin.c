@@ -9,11 +9,13 @@
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
+#include "status.h"
 #include "util.h"
 
 #include <llhttp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The longest target and head the admin listener reads: health checks and
  * scrapes send a short line and a few headers. */
@@ -137,6 +139,10 @@ serve(struct admin_conn *a)
 		    audit_failures_total(admin_audit), writable, admin_draining);
 		metrics_render_conf(&body, admin_conf);
 		respond(a, 200, "text/plain; version=0.0.4", &body);
+	} else if (strcmp(a->target, "/status") == 0) {
+		status_render(&body, admin_conf, admin_audit,
+		    server_connections(), admin_draining, time(NULL));
+		respond(a, 200, "text/html; charset=utf-8", &body);
 	} else {
 		buf_adds(&body, "not found\n");
 		respond(a, 404, "text/plain", &body);

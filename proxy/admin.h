@@ -1,4 +1,5 @@
-/* admin.h - the admin listener: GET or HEAD /healthz, /readyz, /metrics
+/* admin.h - the admin listener: GET or HEAD /healthz, /readyz, /metrics,
+ * /status
  * (HTTP/1.0 without Host as well as 1.1). One
  * request per connection; the answer closes it. */
 #ifndef WHMGATE_ADMIN_H

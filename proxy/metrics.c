@@ -186,3 +186,39 @@ metrics_render_conf(struct buf *o, const struct conf *c)
 			    "{client=\"%s\"} %lld\n", c->clients[i].id,
 			    (long long)c->clients[i].expires);
 }
+
+const char *const metrics_decisions[METRICS_NDECISIONS] = {
+	"allow", "unauthenticated", "forbidden", "rate_limited", "bad_request",
+	"unavailable"
+};
+
+void
+metrics_client_totals(const char *client, unsigned long long out[METRICS_NDECISIONS])
+{
+	size_t i, d;
+
+	memset(out, 0, METRICS_NDECISIONS * sizeof(out[0]));
+	uv_mutex_lock(&mu);
+	for (i = 0; i < nsets; i++) {
+		if (strcmp(sets[i].client, client) != 0)
+			continue;
+		for (d = 0; d < METRICS_NDECISIONS; d++)
+			if (strcmp(sets[i].decision, metrics_decisions[d]) == 0)
+				out[d] += sets[i].n;
+	}
+	uv_mutex_unlock(&mu);
+}
+
+size_t
+metrics_upstream_kinds(char kind[][16], unsigned long long *n, size_t max)
+{
+	size_t i;
+
+	uv_mutex_lock(&mu);
+	for (i = 0; i < max && i < METRICS_KINDS && kinds[i].kind[0]; i++) {
+		memcpy(kind[i], kinds[i].kind, sizeof(kinds[i].kind));
+		n[i] = kinds[i].n;
+	}
+	uv_mutex_unlock(&mu);
+	return i;
+}

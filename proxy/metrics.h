@@ -5,6 +5,8 @@
 #ifndef WHMGATE_METRICS_H
 #define WHMGATE_METRICS_H
 
+#include <stddef.h>
+
 struct conf;
 struct buf;
 
@@ -24,5 +26,15 @@ void metrics_render(struct buf *out, unsigned long long connections,
  * whmgate_client_key_expiry_timestamp_seconds{client} for each client with
  * an "expires" (c may be NULL: build info only). */
 void metrics_render_conf(struct buf *out, const struct conf *c);
+
+/* The decision labels, and per client the calls counted under each (for
+ * the status page). */
+#define METRICS_NDECISIONS 6
+extern const char *const metrics_decisions[METRICS_NDECISIONS];
+void metrics_client_totals(const char *client,
+    unsigned long long out[METRICS_NDECISIONS]);
+/* Failed calls to WHM by kind: fills up to max entries, returns how many. */
+size_t metrics_upstream_kinds(char kind[][16], unsigned long long *n,
+    size_t max);
 
 #endif

@@ -38,6 +38,7 @@
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -122,6 +123,9 @@ struct up_sock {
 	struct wconn *owner;  /* the connection made on it, once made */
 };
 
+/* The pools of every worker together, for the status page. */
+static atomic_size_t pool_open, pool_idle, pool_wait;
+
 static llhttp_settings_t settings;      /* filled once, shared by workers */
 static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
 
@@ -171,6 +175,7 @@ wait_remove(struct upstream_req *r)
 		}
 	r->queued = 0;
 	u->nwait--;
+	atomic_fetch_sub(&pool_wait, 1);
 }
 
 /* Ends call r with res: on_done once, then r is freed. */
@@ -542,6 +547,7 @@ idle_remove(struct wconn *w)
 		w->inext->iprev = w->iprev;
 	w->iprev = w->inext = NULL;
 	u->nidle--;
+	atomic_fetch_sub(&pool_idle, 1);
 	uv_timer_stop(&w->timer);
 }
 
@@ -575,6 +581,7 @@ w_close(struct wconn *w)
 	if (w->next)
 		w->next->prev = w->prev;
 	u->nconns--;
+	atomic_fetch_sub(&pool_open, 1);
 	if (w->s)
 		w->s->owner = NULL;
 	/* Leaving the multi closes the connection, and through
@@ -626,6 +633,7 @@ w_open(struct upstream_req *r)
 		u->conns->prev = w;
 	u->conns = w;
 	u->nconns++;
+	atomic_fetch_add(&pool_open, 1);
 	if (curl_multi_add_handle(u->multi, w->easy) != CURLM_OK) {
 		r->w = NULL;
 		w->req = NULL;
@@ -684,6 +692,7 @@ w_idle(struct wconn *w)
 		u->idle->iprev = w;
 	u->idle = w;
 	u->nidle++;
+	atomic_fetch_add(&pool_idle, 1);
 	uv_timer_start(&w->timer, on_idle_timeout, (uint64_t)u->idle_ms, 0);
 	if (w->s)
 		w_arm(w, UV_READABLE);
@@ -1093,6 +1102,7 @@ dispatch(struct upstream_req *r)
 		u->wait_head = r;
 	u->wait_tail = r;
 	u->nwait++;
+	atomic_fetch_add(&pool_wait, 1);
 }
 
 static void
@@ -1279,12 +1289,11 @@ upstream_set_conf(struct upstream *u, const struct conf *c)
 }
 
 void
-upstream_pool(const struct upstream *u, size_t *open, size_t *idle,
-    size_t *waiting)
+upstream_pool(size_t *open, size_t *idle, size_t *waiting)
 {
-	*open = u->nconns;
-	*idle = u->nidle;
-	*waiting = u->nwait;
+	*open = atomic_load(&pool_open);
+	*idle = atomic_load(&pool_idle);
+	*waiting = atomic_load(&pool_wait);
 }
 
 static void

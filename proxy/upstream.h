@@ -72,9 +72,9 @@ void upstream_resume(struct upstream_req *r);
  * the call's own callbacks. */
 void upstream_cancel(struct upstream_req *r);
 
-/* Connections open (connecting included), idle, and calls waiting for
- * one, for the status page. */
-void upstream_pool(const struct upstream *u, size_t *open, size_t *idle,
-    size_t *waiting);
+/* Connections to WHM open (connecting included) and idle, and calls
+ * waiting for one, over every worker, for the status page. Safe from any
+ * thread. */
+void upstream_pool(size_t *open, size_t *idle, size_t *waiting);
 
 #endif
