@@ -26,11 +26,19 @@ struct set {
 	unsigned long long n;
 };
 
+/* One latency histogram per function label. */
+struct fhist {
+	char function[129];
+	unsigned long long b[NBUCKETS + 1], count;
+	double sum;
+};
+#define METRICS_FNS 512
+
 static uv_mutex_t mu;
 static struct set sets[METRICS_SETS];
 static size_t nsets;
-static unsigned long long hist[NBUCKETS + 1], hist_count;
-static double hist_sum;
+static struct fhist fh[METRICS_FNS];
+static size_t nfh;
 static struct {
 	char kind[16];
 	unsigned long long n;
@@ -60,7 +68,7 @@ metrics_request(const struct conf *c, const char *client,
 {
 	const char *cl = client && c && conf_client(c, client) ? client : "unknown";
 	const char *fn = function_known(c, function) ? function : "other";
-	size_t i;
+	size_t i, j;
 
 	uv_mutex_lock(&mu);
 	for (i = 0; i < nsets; i++)
@@ -76,11 +84,18 @@ metrics_request(const struct conf *c, const char *client,
 	}
 	if (i < nsets)
 		sets[i].n++;
+	for (j = 0; j < nfh; j++)
+		if (strcmp(fh[j].function, fn) == 0)
+			break;
+	if (j == nfh && nfh < METRICS_FNS)
+		snprintf(fh[nfh++].function, sizeof(fh[0].function), "%s", fn);
+	if (j == nfh)
+		j = nfh - 1;          /* full: the last set takes the rest */
 	for (i = 0; i < NBUCKETS && seconds > buckets[i]; i++)
 		;
-	hist[i]++;
-	hist_count++;
-	hist_sum += seconds;
+	fh[j].b[i]++;
+	fh[j].count++;
+	fh[j].sum += seconds;
 	uv_mutex_unlock(&mu);
 }
 
@@ -117,8 +132,8 @@ metrics_render(struct buf *o, unsigned long long connections,
     unsigned long long audit_records, unsigned long long audit_failures,
     int audit_writable, int draining)
 {
-	unsigned long long cum = 0;
-	size_t i;
+	unsigned long long cum;
+	size_t i, j;
 
 	uv_mutex_lock(&mu);
 	buf_adds(o, "# HELP whmgate_requests_total Calls by client, function and decision.\n"
@@ -128,17 +143,22 @@ metrics_render(struct buf *o, unsigned long long connections,
 		    "decision=\"%s\"} %llu\n", sets[i].client, sets[i].function,
 		    sets[i].decision, sets[i].n);
 	buf_adds(o, "# HELP whmgate_request_duration_seconds Time from the first byte "
-	    "of a request to its answer.\n"
+	    "of a request to its answer, by function.\n"
 	    "# TYPE whmgate_request_duration_seconds histogram\n");
-	for (i = 0; i < NBUCKETS; i++) {
-		cum += hist[i];
-		buf_printf(o, "whmgate_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-		    buckets[i], cum);
+	for (j = 0; j < nfh; j++) {
+		cum = 0;
+		for (i = 0; i < NBUCKETS; i++) {
+			cum += fh[j].b[i];
+			buf_printf(o, "whmgate_request_duration_seconds_bucket{function=\"%s\","
+			    "le=\"%g\"} %llu\n", fh[j].function, buckets[i], cum);
+		}
+		buf_printf(o, "whmgate_request_duration_seconds_bucket{function=\"%s\","
+		    "le=\"+Inf\"} %llu\n"
+		    "whmgate_request_duration_seconds_sum{function=\"%s\"} %.6f\n"
+		    "whmgate_request_duration_seconds_count{function=\"%s\"} %llu\n",
+		    fh[j].function, fh[j].count, fh[j].function, fh[j].sum,
+		    fh[j].function, fh[j].count);
 	}
-	buf_printf(o, "whmgate_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-	    "whmgate_request_duration_seconds_sum %.6f\n"
-	    "whmgate_request_duration_seconds_count %llu\n",
-	    hist_count, hist_sum, hist_count);
 	buf_adds(o, "# HELP whmgate_upstream_errors_total Failed calls to WHM by kind.\n"
 	    "# TYPE whmgate_upstream_errors_total counter\n");
 	for (i = 0; i < METRICS_KINDS && kinds[i].kind[0]; i++)

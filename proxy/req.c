@@ -760,6 +760,12 @@ on_durable(void *arg, int ok)
 		end_set(r, 502, NULL, "cannot start the upstream call");
 		send_error(r, 502, "upstream_unavailable", "WHM is unavailable", 0);
 		conn_request_done(r->c, CONN_KEEP);
+	} else {
+		/* The call holds its own copy of what goes out, and the
+		 * parameters live in the arena: the raw body and the encoded
+		 * one are not held for as long as WHM takes. */
+		buf_fini(&r->upbody);
+		buf_fini(&r->http.body);
 	}
 	buf_fini(&url);
 }

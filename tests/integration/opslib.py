@@ -138,6 +138,11 @@ def mval(m, name, **labels):
     return m.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def msum(m, name):
+    """The sum of a metric's samples over all their labels."""
+    return sum(v for k, v in m.items() if k[0] == name)
+
+
 def samples(m, name):
     """[(labels dict, value)] for one metric name."""
     return [(dict(k[1]), v) for k, v in m.items() if k[0] == name]

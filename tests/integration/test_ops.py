@@ -18,7 +18,7 @@ import time
 from lib import (check_deny, check_error, check_forwarded, eq, free_port, header,
                  parse_response, peer_closed, read_response)
 from opslib import (RawClient, admin_conf, admin_get, fingerprint, make_ca, make_cert,
-                    mval, port_open, samples, scrape, sighup, start_expect_failure,
+                    msum, mval, port_open, samples, scrape, sighup, start_expect_failure,
                     status_ids, wait_exit, wait_until, write_conf, write_secret)
 
 LIST = "/json-api/listaccts?api.version=1"
@@ -962,20 +962,29 @@ def test_ops_metrics(t):
         assert labels["client"] in configured, f"client label {labels['client']!r}"
         assert labels["function"] in allowed, f"function label {labels['function']!r}"
 
-    # The histogram.
-    buckets = sorted(((float(l["le"]), v) for l, v in
-                      samples(m1, "whmgate_request_duration_seconds_bucket")),
-                     key=lambda x: x[0])
-    assert len(buckets) >= 2 and buckets[-1][0] == float("inf"), \
-        f"histogram buckets {buckets}"
-    vals = [v for _, v in buckets]
-    eq(vals, sorted(vals), "bucket counts are cumulative (non-decreasing)")
-    count = mval(m1, "whmgate_request_duration_seconds_count")
+    # The histograms, one per function label (the same labels as
+    # whmgate_requests_total's).
+    fns = {l["function"] for l, _ in samples(m1, "whmgate_request_duration_seconds_count")}
+    eq(fns, {l["function"] for l, _ in samples(m1, "whmgate_requests_total")},
+       "function labels of the histogram")
+    for fn in fns:
+        buckets = sorted(((float(l["le"]), v) for l, v in
+                          samples(m1, "whmgate_request_duration_seconds_bucket")
+                          if l["function"] == fn), key=lambda x: x[0])
+        assert len(buckets) >= 2 and buckets[-1][0] == float("inf"), \
+            f"histogram buckets {buckets}"
+        vals = [v for _, v in buckets]
+        eq(vals, sorted(vals), f"{fn}: bucket counts are cumulative (non-decreasing)")
+        eq(buckets[-1][1], mval(m1, "whmgate_request_duration_seconds_count", function=fn),
+           f"{fn}: the +Inf bucket vs _count")
+        eq(mval(m1, "whmgate_request_duration_seconds_count", function=fn),
+           sum(v for l, v in samples(m1, "whmgate_requests_total") if l["function"] == fn),
+           f"{fn}: _count vs whmgate_requests_total")
+    count = msum(m1, "whmgate_request_duration_seconds_count")
     total = sum(v for _, v in samples(m1, "whmgate_requests_total"))
     eq(count, total, "histogram _count vs the sum of whmgate_requests_total")
     eq(count, len(calls), "histogram _count vs the calls made")
-    eq(buckets[-1][1], count, "the +Inf bucket vs _count")
-    s = mval(m1, "whmgate_request_duration_seconds_sum")
+    s = msum(m1, "whmgate_request_duration_seconds_sum")
     assert s > 0, f"histogram _sum {s}"
     assert ("whmgate_connections", ()) in m1, "no whmgate_connections sample"
     c0 = m1[("whmgate_connections", ())]
@@ -994,7 +1003,7 @@ def test_ops_metrics(t):
     m1, text = scrape(conf)
     eq(delta(client="billing", function="listaccts", decision="allow"), 6,
        "billing listaccts allow after 3 more calls")
-    count = mval(m1, "whmgate_request_duration_seconds_count")
+    count = msum(m1, "whmgate_request_duration_seconds_count")
     total = sum(v for _, v in samples(m1, "whmgate_requests_total"))
     eq(count, total, "histogram _count vs the sum of whmgate_requests_total (later)")
     eq(count, len(calls) + 3, "histogram _count vs the calls made (later)")
@@ -1112,7 +1121,7 @@ def test_ops_workers_share_state(t):
     eq(mval(m, "whmgate_requests_total", client="support", function="listaccts",
             decision="rate_limited"), 6, "support's in-flight refusals summed over workers")
     eq(mval(m, "whmgate_config_reloads_total", result="ok"), 6, "ok reloads")
-    eq(mval(m, "whmgate_request_duration_seconds_count"),
+    eq(msum(m, "whmgate_request_duration_seconds_count"),
        sum(v for _, v in samples(m, "whmgate_requests_total")),
        "histogram _count vs requests over workers")
     g.proc.send_signal(signal.SIGTERM)
