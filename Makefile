@@ -29,6 +29,8 @@ DEB_PKGS = build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev
 DEB_PKGS += mandoc systemd logrotate haproxy
 # The status page is tested in a real headless browser.
 DEB_PKGS += chromium
+# The README's auditor recipes are jq, and a test runs them.
+DEB_PKGS += jq
 
 CORE = util log conf http params auth policy outcome syslog audit limits
 SRCS_CORE = $(CORE:%=proxy/%.c)
