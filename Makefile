@@ -34,7 +34,7 @@ DEB_PKGS += jq
 
 CORE = util log conf http params auth policy outcome syslog audit limits
 SRCS_CORE = $(CORE:%=proxy/%.c)
-SRCS_DAEMON = proxy/tls.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/req.c proxy/server.c proxy/admin.c proxy/main.c
+SRCS_DAEMON = proxy/tls.c proxy/upcurl.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/req.c proxy/server.c proxy/admin.c proxy/main.c
 SRCS_DAEMON += proxy/notify.c proxy/status.c
 LLHTTP_SRCS = llhttp api http
 OBJS_CORE = $(CORE:%=$(BUILD)/%.o) $(LLHTTP_SRCS:%=$(BUILD)/llhttp_%.o)

@@ -1,34 +1,27 @@
-/* upstream.c - see upstream.h.
- *
- * libcurl does what it is best at, once per connection: connect, TLS,
- * verification (CA store, host name, pin), connect timeout, with
- * CURLOPT_CONNECT_ONLY through the multi handle on the libuv loop. Each
- * call is then plain I/O on that connection: the request written with
- * curl_easy_send, the answer read with curl_easy_recv and parsed by llhttp
- * (HTTP_RESPONSE, strict). The per-transfer machinery of a curl transfer
+/* upstream.c - see upstream.h: the pool of connections to WHM and the
+ * calls on them. upcurl.c makes each connection (curl: connect, TLS,
+ * verification) once; a call is then plain I/O on it: the request written
+ * with curl_easy_send, the answer read with curl_easy_recv and parsed by
+ * llhttp (HTTP_RESPONSE, strict). A curl transfer's per-call machinery
  * (URL parsing, header building, the connection look-up, a liveness peek)
  * is not run per call.
  *
  * Ownership:
  * - struct upstream (one per worker loop) owns its connections (struct
- *   wconn, u->conns) and the multi handle they were made with. A
- *   connection owns its easy handle, which stays in the multi for the
- *   connection's life (curl closes a CONNECT_ONLY connection when its
- *   handle leaves), and its idle timer; it is freed in that timer's close
- *   callback, so a pointer to it stays valid until the loop's next pass.
- * - The poll handle of a socket lives as long as the socket (opened in
- *   on_curl_open, closed in on_curl_close); once a connection is made its
- *   socket's handle belongs to it (s->owner) and curl no longer drives it.
+ *   wconn, u->conns); a connection owns its upcurl_conn (the easy handle
+ *   and, once made, the socket) and its idle timer, and is freed in that
+ *   timer's close callback, so a pointer to it stays valid until the
+ *   loop's next pass.
  * - A call (struct upstream_req) is owned by this module from
  *   upstream_start until its on_done has run or it is cancelled; it is
  *   freed in its timer's close callback.
- * - curl's rules: no add/remove of handles and no send/recv from inside
- *   curl's callbacks. Connections are made and dropped only from our own
- *   callbacks (poll, timers) or after curl returned (check_done).
+ * - Connections are made and dropped only from the loop's callbacks, never
+ *   from inside curl (upcurl's callbacks run after curl returned).
  * - A call is never sent twice: once any byte of it was written, a failure
  *   ends it (502 upstream_closed before WHM's head). Only a call of which
  *   nothing was written moves to another connection. */
 #include "upstream.h"
+#include "upcurl.h"
 #include "conf.h"
 #include "log.h"
 #include "util.h"
@@ -36,29 +29,22 @@
 #include <curl/curl.h>
 #include <llhttp.h>
 #include <openssl/crypto.h>
-#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #define RBUF 16384
 #define KEY_MAX 600
 
 enum wstate { W_CONNECTING, W_IDLE, W_BUSY };
 
-struct up_sock;
 struct wconn;
 
 struct upstream {
 	uv_loop_t *loop;
-	CURLM *multi;
-	uv_timer_t timer;           /* curl's */
-	int depth;                  /* > 0 while inside a curl call */
-	int openssl;                /* curl's TLS is OpenSSL (see on_ssl_ctx) */
+	struct upcurl curl;         /* makes the connections */
 	int freeing;
 	long max_conns, idle_ms;    /* of the current conf */
 	char key[KEY_MAX];          /* the current conf's connection identity */
@@ -66,8 +52,6 @@ struct upstream {
 	size_t nconns, nidle, nwait;
 	struct wconn *idle;         /* idle ones, most recent first */
 	struct upstream_req *wait_head, *wait_tail;  /* waiting for one */
-	struct up_sock **socks;     /* by fd: the poll handle of each socket */
-	int nsocks;
 	char rbuf[RBUF];            /* every read lands here first */
 };
 
@@ -75,8 +59,7 @@ struct wconn {
 	struct upstream *u;
 	struct wconn *prev, *next;            /* u->conns */
 	struct wconn *iprev, *inext;          /* u->idle */
-	CURL *easy;
-	struct up_sock *s;
+	struct upcurl_conn k;                 /* curl's easy handle, the socket */
 	enum wstate state;
 	int closing, in_io;
 	unsigned long calls;                  /* calls it carried */
@@ -84,7 +67,6 @@ struct wconn {
 	struct upstream_req *req;
 	llhttp_t p;
 	char key[KEY_MAX];
-	char err[CURL_ERROR_SIZE];
 };
 
 struct upstream_req {
@@ -113,27 +95,26 @@ struct upstream_req {
 	struct upstream_result late;          /* on_done deferred to the loop */
 };
 
-struct up_sock {
-	uv_poll_t poll;
-	struct upstream *u;
-	curl_socket_t fd;
-	int transient;
-	int want;    /* UV_READABLE/UV_WRITABLE curl asked for, 0 if none */
-	int armed;   /* what the poll handle watches */
-	struct wconn *owner;  /* the connection made on it, once made */
-};
-
 /* The pools of every worker together, for the status page. */
 static atomic_size_t pool_open, pool_idle, pool_wait;
 
 static llhttp_settings_t settings;      /* filled once, shared by workers */
 static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
 
-static void check_done(struct upstream *u);
-static void on_poll(uv_poll_t *h, int status, int events);
 static void dispatch(struct upstream_req *r);
 static void w_close(struct wconn *w);
 static void w_read(struct wconn *w);
+static void on_made(void *owner, int ok, const char *kind, const char *why);
+static void w_begin(struct wconn *w, struct upstream_req *r);
+static void w_idle(struct wconn *w);
+static void on_io(void *owner, int status, int events);
+
+/* What a made connection's socket is watched for. */
+static void
+w_arm(struct wconn *w, int events)
+{
+	upcurl_arm(&w->k, events);
+}
 
 /* ---- results ---- */
 
@@ -248,201 +229,6 @@ fail_later(struct upstream_req *r, const char *detail)
 	uv_timer_start(&r->timer, on_late, 0, 0);
 }
 
-/* ---- curl's sockets and timer (connections being made) ---- */
-
-static void
-socket_action(struct upstream *u, curl_socket_t fd, int flags)
-{
-	CURLMcode mc;
-	int running;
-
-	u->depth++;
-	mc = curl_multi_socket_action(u->multi, fd, flags, &running);
-	u->depth--;
-	if (mc != CURLM_OK)
-		log_warn("upstream: curl_multi_socket_action: %s",
-		    curl_multi_strerror(mc));
-	check_done(u);
-}
-
-static void
-arm(struct up_sock *s, int events)
-{
-	if (s->armed == events)
-		return;
-	if (events == 0)
-		uv_poll_stop(&s->poll);
-	else if (uv_poll_start(&s->poll, events, on_poll) != 0)
-		events = 0;      /* not armed: the next step tries again */
-	s->armed = events;
-}
-
-static void w_io(struct wconn *w, int status, int events);
-
-/* A made connection's socket; gone if curl closed it under us. */
-static void
-w_arm(struct wconn *w, int events)
-{
-	if (w->s)
-		arm(w->s, events);
-}
-
-static void
-on_poll(uv_poll_t *h, int status, int events)
-{
-	struct up_sock *s = h->data;
-	int flags = 0;
-
-	if (status < 0)
-		s->armed = 0;    /* libuv stopped the handle itself */
-	if (s->owner) {
-		w_io(s->owner, status, events);
-		return;
-	}
-	if (s->want == 0) {
-		arm(s, 0);
-		return;
-	}
-	if (status < 0)
-		flags = CURL_CSELECT_ERR;
-	if (events & UV_READABLE)
-		flags |= CURL_CSELECT_IN;
-	if (events & UV_WRITABLE)
-		flags |= CURL_CSELECT_OUT;
-	socket_action(s->u, s->fd, flags);
-}
-
-static void
-on_timer(uv_timer_t *h)
-{
-	socket_action(h->data, CURL_SOCKET_TIMEOUT, 0);
-}
-
-static void
-on_sock_closed(uv_handle_t *h)
-{
-	free(h->data);
-}
-
-static struct up_sock *
-sock_new(struct upstream *u, curl_socket_t fd)
-{
-	struct up_sock *s = calloc(1, sizeof(*s));
-
-	if (s == NULL)
-		return NULL;
-	s->u = u;
-	s->fd = fd;
-	if (uv_poll_init_socket(u->loop, &s->poll, fd) != 0) {
-		free(s);
-		return NULL;
-	}
-	s->poll.data = s;
-	return s;
-}
-
-/* Closes the poll handle of socket fd, if it has one. */
-static void
-sock_forget(struct upstream *u, curl_socket_t fd)
-{
-	struct up_sock *s;
-
-	if (fd < 0 || fd >= u->nsocks || (s = u->socks[fd]) == NULL)
-		return;
-	if (s->owner)
-		s->owner->s = NULL;
-	uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-	u->socks[fd] = NULL;
-}
-
-static curl_socket_t
-on_curl_open(void *userp, curlsocktype purpose, struct curl_sockaddr *a)
-{
-	struct upstream *u = userp;
-	struct up_sock *s;
-	int fd;
-
-	(void)purpose;
-	if ((fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol)) < 0)
-		return CURL_SOCKET_BAD;
-	if (fd >= u->nsocks) {
-		int n = fd + 64;
-		struct up_sock **t = realloc(u->socks, (size_t)n * sizeof(*t));
-		if (t == NULL)
-			goto fail;
-		memset(t + u->nsocks, 0, (size_t)(n - u->nsocks) * sizeof(*t));
-		u->socks = t;
-		u->nsocks = n;
-	}
-	/* A handle left from an earlier socket with this number must not
-	 * watch the new one. */
-	sock_forget(u, fd);
-	if ((s = sock_new(u, fd)) == NULL)
-		goto fail;
-	u->socks[fd] = s;
-	return fd;
-fail:
-	close(fd);
-	return CURL_SOCKET_BAD;
-}
-
-static int
-on_curl_close(void *userp, curl_socket_t fd)
-{
-	sock_forget(userp, fd);
-	return close(fd);
-}
-
-static int
-on_curl_socket(CURL *e, curl_socket_t fd, int action, void *userp,
-    void *socketp)
-{
-	struct upstream *u = userp;
-	struct up_sock *s = socketp;
-	int events = 0;
-
-	(void)e;
-	if (s == NULL && fd >= 0 && fd < u->nsocks)
-		s = u->socks[fd];
-	if (s && s->owner)
-		return 0;        /* a made connection: ours, not curl's */
-	if (action == CURL_POLL_REMOVE) {
-		if (s && s->transient) {
-			uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-		} else if (s) {
-			s->want = 0;
-			arm(s, 0);
-		}
-		return 0;
-	}
-	if (s == NULL) {
-		if ((s = sock_new(u, fd)) == NULL)
-			return -1;
-		s->transient = 1;   /* a resolver's: curl closes it itself */
-	}
-	curl_multi_assign(u->multi, fd, s);
-	if (action == CURL_POLL_IN || action == CURL_POLL_INOUT)
-		events |= UV_READABLE;
-	if (action == CURL_POLL_OUT || action == CURL_POLL_INOUT)
-		events |= UV_WRITABLE;
-	s->want = events;
-	arm(s, events);
-	return 0;
-}
-
-static int
-on_curl_timer(CURLM *m, long ms, void *userp)
-{
-	struct upstream *u = userp;
-
-	(void)m;
-	if (ms < 0)
-		uv_timer_stop(&u->timer);
-	else
-		uv_timer_start(&u->timer, on_timer, (uint64_t)ms, 0);
-	return 0;
-}
-
 /* ---- connections ---- */
 
 /* What a connection was made under: a call uses only a connection made
@@ -455,75 +241,6 @@ conf_key(const struct conf *c, char *out)
 	    c->upstream.ca_id[0] ? c->upstream.ca_id : "-",
 	    c->upstream.pinned_pubkey ? c->upstream.pinned_pubkey : "-",
 	    c->upstream.insecure_skip_verify);
-}
-
-/* Called by curl for each new WHM connection's SSL_CTX, after curl set up
- * its own trust store; installed only when curl's TLS is OpenSSL's.
- * - The CA of upstream.ca_file (arg): the store parsed at load, shared.
- * - curl sets SSL_MODE_RELEASE_BUFFERS: OpenSSL would free a connection's
- *   record buffers whenever it is idle, between every two calls. */
-static CURLcode
-on_ssl_ctx(CURL *e, void *ctx, void *arg)
-{
-	X509_STORE *ca = arg;
-
-	(void)e;
-	if (ca != NULL)
-		SSL_CTX_set1_cert_store((SSL_CTX *)ctx, ca);
-	SSL_CTX_clear_mode((SSL_CTX *)ctx, SSL_MODE_RELEASE_BUFFERS);
-	return CURLE_OK;
-}
-
-static int
-easy_setup(struct upstream *u, const struct conf *c, struct wconn *w)
-{
-	CURL *e = w->easy;
-	char url[600];
-
-	snprintf(url, sizeof(url), "%s/", c->upstream.base);
-	curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
-	/* Straight to WHM: a proxy named in the environment is ignored. */
-	curl_easy_setopt(e, CURLOPT_PROXY, "");
-	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-	curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->upstream.connect_timeout_ms);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, w->err);
-	if (c->upstream.ca_store && u->openssl) {
-		/* Only the given CA, not the system store besides: curl loads
-		 * no file, on_ssl_ctx installs the store. The CA path curl is
-		 * given is no directory (on_ssl_ctx replaces the store that
-		 * would look there) but the CA's name by digest: curl resumes
-		 * a TLS session (skipping verification) only for the same TLS
-		 * options, so after a reload to another ca_file no session
-		 * verified under the old one is resumed. */
-		curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
-		curl_easy_setopt(e, CURLOPT_CAPATH, c->upstream.ca_id);
-	} else if (c->upstream.ca_pem) {
-		struct curl_blob ca = { c->upstream.ca_pem->p,
-		    c->upstream.ca_pem->len, CURL_BLOB_COPY };
-
-		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
-		curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
-	}
-	if (c->upstream.pinned_pubkey)
-		curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, c->upstream.pinned_pubkey);
-	if (c->upstream.insecure_skip_verify) {
-		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
-	if (u->openssl) {
-		curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
-		curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, c->upstream.ca_store);
-	}
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_curl_open);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, u);
-	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);
-	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)w);
-	return 0;
 }
 
 static void
@@ -582,13 +299,7 @@ w_close(struct wconn *w)
 		w->next->prev = w->prev;
 	u->nconns--;
 	atomic_fetch_sub(&pool_open, 1);
-	if (w->s)
-		w->s->owner = NULL;
-	/* Leaving the multi closes the connection, and through
-	 * on_curl_close its socket and poll handle. */
-	curl_multi_remove_handle(u->multi, w->easy);
-	curl_easy_cleanup(w->easy);
-	w->easy = NULL;
+	upcurl_drop(&u->curl, &w->k);
 	uv_timer_stop(&w->timer);
 	uv_close((uv_handle_t *)&w->timer, on_w_closed);
 	serve_waiting(u);
@@ -614,12 +325,6 @@ w_open(struct upstream_req *r)
 	}
 	w->timer.data = w;
 	w->u = u;
-	if ((w->easy = curl_easy_init()) == NULL) {
-		uv_close((uv_handle_t *)&w->timer, on_w_closed);
-		fail_later(r, "curl_easy_init failed");
-		return;
-	}
-	easy_setup(u, r->conf, w);
 	/* Strict mode (the build's LLHTTP_STRICT_MODE): WHM's answers are
 	 * framed as strictly as the clients' requests. */
 	llhttp_init(&w->p, HTTP_RESPONSE, &settings);
@@ -634,38 +339,36 @@ w_open(struct upstream_req *r)
 	u->conns = w;
 	u->nconns++;
 	atomic_fetch_add(&pool_open, 1);
-	if (curl_multi_add_handle(u->multi, w->easy) != CURLM_OK) {
+	if (upcurl_open(&u->curl, &w->k, r->conf, w) == -1) {
 		r->w = NULL;
 		w->req = NULL;
 		w_close(w);
-		fail_later(r, "curl_multi_add_handle failed");
+		fail_later(r, "cannot start a connection to WHM");
 	}
 }
 
-static const char *
-classify(CURLcode rc, const char **kind)
+/* curl made the connection (or not): its call goes out, or fails. */
+static void
+on_made(void *owner, int ok, const char *kind, const char *why)
 {
-	switch (rc) {
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_COULDNT_RESOLVE_HOST:
-		*kind = "connect";
-		break;
-	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-	case CURLE_SSL_CACERT_BADFILE:
-	case CURLE_SSL_CERTPROBLEM:
-		*kind = "tls";
-		break;
-	default:
-		*kind = "reset";
-		break;
+	struct wconn *w = owner;
+	struct upstream_req *r = w->req;
+
+	if (!ok) {
+		w->req = NULL;
+		w_close(w);
+		if (r) {
+			r->w = NULL;
+			fail(r, 502, "upstream_unavailable", kind, kind, why);
+		}
+		return;
 	}
-	return curl_easy_strerror(rc);
+	if (r)
+		w_begin(w, r);
+	else
+		w_idle(w);
 }
 
-static void w_begin(struct wconn *w, struct upstream_req *r);
 
 /* A connection is free: the oldest waiting call takes it, else it waits
  * (watched: WHM closing it removes it). */
@@ -694,65 +397,7 @@ w_idle(struct wconn *w)
 	u->nidle++;
 	atomic_fetch_add(&pool_idle, 1);
 	uv_timer_start(&w->timer, on_idle_timeout, (uint64_t)u->idle_ms, 0);
-	if (w->s)
-		w_arm(w, UV_READABLE);
-}
-
-/* Connections made (or not) by curl. */
-static void
-check_done(struct upstream *u)
-{
-	struct upstream_req *r;
-	struct wconn *w;
-	curl_socket_t fd;
-	const char *kind, *why;
-	CURLMsg *m;
-	int left;
-
-	while ((m = curl_multi_info_read(u->multi, &left)) != NULL) {
-		if (m->msg != CURLMSG_DONE)
-			continue;
-		w = NULL;
-		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&w);
-		if (w == NULL || w->state != W_CONNECTING)
-			continue;
-		r = w->req;
-		if (m->data.result != CURLE_OK) {
-			why = classify(m->data.result, &kind);
-			/* curl's own account ("SSL certificate problem: unable
-			 * to get local issuer certificate") says more than its
-			 * code's generic words: it goes to the log. */
-			if (w->err[0])
-				why = w->err;
-			w->req = NULL;
-			w_close(w);
-			if (r) {
-				r->w = NULL;
-				fail(r, 502, "upstream_unavailable", kind, kind,
-				    why);
-			}
-			continue;
-		}
-		fd = CURL_SOCKET_BAD;
-		curl_easy_getinfo(w->easy, CURLINFO_ACTIVESOCKET, &fd);
-		if (fd == CURL_SOCKET_BAD || fd >= u->nsocks || u->socks[fd] == NULL) {
-			w->req = NULL;
-			w_close(w);
-			if (r) {
-				r->w = NULL;
-				fail(r, 502, "upstream_unavailable", "connect",
-				    "connect", "no socket for the connection");
-			}
-			continue;
-		}
-		w->s = u->socks[fd];
-		w->s->owner = w;
-		w->s->want = 0;
-		if (r)
-			w_begin(w, r);
-		else
-			w_idle(w);
-	}
+	w_arm(w, UV_READABLE);
 }
 
 /* ---- one call on one connection ---- */
@@ -766,7 +411,7 @@ w_send(struct wconn *w)
 
 	while (r->off < r->out.len) {
 		n = 0;
-		rc = curl_easy_send(w->easy, r->out.p + r->off, r->out.len - r->off,
+		rc = curl_easy_send(w->k.easy, r->out.p + r->off, r->out.len - r->off,
 		    &n);
 		if (rc == CURLE_AGAIN) {
 			w_arm(w, UV_READABLE | UV_WRITABLE);
@@ -885,7 +530,7 @@ w_read(struct wconn *w)
 
 	while (!w->closing && (r = w->req) != NULL && !r->paused) {
 		n = 0;
-		rc = curl_easy_recv(w->easy, u->rbuf, sizeof(u->rbuf), &n);
+		rc = curl_easy_recv(w->k.easy, u->rbuf, sizeof(u->rbuf), &n);
 		if (rc == CURLE_AGAIN)
 			return;
 		if (rc != CURLE_OK) {
@@ -916,15 +561,17 @@ w_idle_readable(struct wconn *w)
 	CURLcode rc;
 	size_t n = 0;
 
-	rc = curl_easy_recv(w->easy, w->u->rbuf, sizeof(w->u->rbuf), &n);
+	rc = curl_easy_recv(w->k.easy, w->u->rbuf, sizeof(w->u->rbuf), &n);
 	if (rc == CURLE_AGAIN)
 		return;
 	w_close(w);
 }
 
+/* The socket of a made connection is ready (upcurl's io callback). */
 static void
-w_io(struct wconn *w, int status, int events)
+on_io(void *owner, int status, int events)
 {
+	struct wconn *w = owner;
 	struct upstream_req *r = w->req;
 
 	if (status < 0)
@@ -1246,28 +893,15 @@ struct upstream *
 upstream_new(uv_loop_t *loop, const struct conf *c)
 {
 	struct upstream *u = calloc(1, sizeof(*u));
-	const char *ssl;
 
 	if (u == NULL)
 		return NULL;
 	pthread_once(&settings_once, settings_init);
 	u->loop = loop;
-	if ((u->multi = curl_multi_init()) == NULL) {
+	if (upcurl_init(&u->curl, loop, on_made, on_io) == -1) {
 		free(u);
 		return NULL;
 	}
-	if (uv_timer_init(loop, &u->timer) != 0) {
-		curl_multi_cleanup(u->multi);
-		free(u);
-		return NULL;
-	}
-	u->timer.data = u;
-	ssl = curl_version_info(CURLVERSION_NOW)->ssl_version;
-	u->openssl = ssl && strncmp(ssl, "OpenSSL/", 8) == 0;
-	curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-	curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
-	curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-	curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
 	upstream_set_conf(u, c);
 	return u;
 }
@@ -1297,9 +931,9 @@ upstream_pool(size_t *open, size_t *idle, size_t *waiting)
 }
 
 static void
-on_timer_closed(uv_handle_t *h)
+on_curl_closed(void *arg)
 {
-	free(h->data);
+	free(arg);
 }
 
 void
@@ -1310,9 +944,5 @@ upstream_free(struct upstream *u)
 	u->freeing = 1;
 	while (u->conns)
 		w_close(u->conns);
-	curl_multi_cleanup(u->multi);
-	for (int fd = 0; fd < u->nsocks; fd++)
-		sock_forget(u, fd);
-	free(u->socks);
-	uv_close((uv_handle_t *)&u->timer, on_timer_closed);
+	upcurl_fini(&u->curl, on_curl_closed, u);
 }
