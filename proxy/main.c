@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "admin.h"
 #include "audit.h"
+#include "audit_verify.h"
 #include "auth.h"
 #include "conf.h"
 #include "conn.h"
