@@ -25,7 +25,7 @@ DEB_PKGS = build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev
            libyajl-dev node-llhttp curl openssl python3 procps valgrind clang libclang-rt-14-dev rsyslog strace \
            nginx wrk
 
-CORE = util log conf http params auth policy outcome syslog audit_record audit audit_verify limits
+CORE = util log conf http params auth policy outcome syslog audit_record audit_tail audit audit_verify limits
 SRCS_CORE = $(CORE:%=proxy/%.c)
 SRCS_DAEMON = proxy/tls.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/server.c proxy/admin.c proxy/main.c
 LLHTTP_SRCS = llhttp api http

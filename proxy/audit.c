@@ -13,6 +13,7 @@
  * the writer tries again, starting with an audit-fault recovery record. */
 #define _GNU_SOURCE
 #include "audit.h"
+#include "audit_tail.h"
 #include "conf.h"
 #include "log.h"
 #include "outcome.h"
@@ -448,70 +449,23 @@ write_batch(struct audit *a, struct entry *batch, size_t n)
 	return rc;
 }
 
-/* Reads the last line of an existing trail: seq and hash continue. A torn
- * last line (no newline) is cut; its hash is returned in torn_hex. */
+/* Continues from the last line of an existing trail: seq and hash. A
+ * torn last line (no newline) is cut; its hash is returned in torn_hex. */
 static int
 continue_chain(struct audit *a, char *torn_hex, struct buf *err)
 {
-	struct stat st;
-	char *data = NULL, *end, *line;
-	yajl_val v;
-	unsigned char h[32];
-	off_t size, start;
-	ssize_t r;
-	size_t n;
+	struct audit_tail t;
 
 	torn_hex[0] = '\0';
-	if (fstat(a->fd, &st) == -1) {
-		buf_printf(err, "audit: fstat %s: %s", a->path, strerror(errno));
+	if (audit_tail_read(a->fd, a->path, &a->key, &t, err) == -1)
 		return -1;
+	a->good_size = t.size;
+	memcpy(torn_hex, t.torn_hex, sizeof(t.torn_hex));
+	if (t.have_last) {
+		memcpy(a->last, t.last, sizeof(a->last));
+		if (t.seq)
+			a->seq = t.seq;
 	}
-	size = st.st_size;
-	a->good_size = size;
-	if (size == 0)
-		return 0;
-	/* Lines are short; the last 1 MiB holds the last line. */
-	start = size > (1 << 20) ? size - (1 << 20) : 0;
-	n = (size_t)(size - start);
-	data = malloc(n + 1);
-	if (data == NULL || (r = pread(a->fd, data, n, start)) != (ssize_t)n) {
-		buf_printf(err, "audit: cannot read %s", a->path);
-		free(data);
-		return -1;
-	}
-	data[n] = '\0';
-	end = data + n;
-	if (end[-1] != '\n') {
-		/* A torn line from a crash: cut it, keep its hash. */
-		line = memrchr(data, '\n', n);
-		line = line ? line + 1 : data;
-		sha256(line, (size_t)(end - line), h);
-		hex_encode(h, 32, torn_hex);
-		a->good_size = start + (line - data);
-		if (ftruncate(a->fd, a->good_size) == -1) {
-			buf_printf(err, "audit: ftruncate %s: %s", a->path,
-			    strerror(errno));
-			free(data);
-			return -1;
-		}
-		end = line;
-	}
-	if (end > data) {
-		end--;                  /* the newline */
-		*end = '\0';
-		line = memrchr(data, '\n', (size_t)(end - data));
-		line = line ? line + 1 : data;
-		audit_hash(&a->key, line, (size_t)(end - line), a->last);
-		v = yajl_tree_parse(line, NULL, 0);
-		if (v) {
-			yajl_val s = yajl_tree_get(v, (const char *[]){ "seq",
-			    NULL }, yajl_t_number);
-			if (s && YAJL_IS_INTEGER(s))
-				a->seq = (unsigned long long)YAJL_GET_INTEGER(s);
-			yajl_tree_free(v);
-		}
-	}
-	free(data);
 	return 0;
 }
 

@@ -121,10 +121,9 @@ audit_redacted_name(const struct conf *c, const char *base)
 	return 0;
 }
 
-/* A value holding something shaped like a whmgate key, or a configured
- * WHM token, is a secret whatever its name. */
-int
-audit_secret_value(const struct conf *c, const char *v)
+/* The value rule on one spelling of a string. */
+static int
+secret_in(const struct conf *c, const char *v)
 {
 	const char *p = v;
 	size_t i;
@@ -141,6 +140,66 @@ audit_secret_value(const struct conf *c, const char *v)
 	return 0;
 }
 
+static int
+hexdig(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	ch |= 0x20;
+	return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* One round of %XX decoding in place ('+' stays: it never spells a key
+ * character); returns 1 if anything was decoded. */
+static int
+pct_decode(char *s)
+{
+	char *r = s, *w = s;
+	int hi, lo, any = 0;
+
+	while (*r) {
+		if (r[0] == '%' && (hi = hexdig((unsigned char)r[1])) >= 0 &&
+		    (lo = hexdig((unsigned char)r[2])) >= 0 && (hi || lo)) {
+			*w++ = (char)(hi << 4 | lo);
+			r += 3;
+			any = 1;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+	return any;
+}
+
+/* A value holding something shaped like a whmgate key, or a configured
+ * WHM token, is a secret whatever its name; so is one that holds it once
+ * percent-decoded (a refused path is recorded as sent, and
+ * /json-api/%77hmg_... names the key to whoever decodes it). Decoding is
+ * repeated a few times so %2577 (an escaped escape) is caught too. */
+int
+audit_secret_value(const struct conf *c, const char *v)
+{
+	char small[512], *copy;
+	size_t n;
+	int i, found;
+
+	if (secret_in(c, v))
+		return 1;
+	if (strchr(v, '%') == NULL)
+		return 0;
+	n = strlen(v);
+	copy = n < sizeof(small) ? small : malloc(n + 1);
+	if (copy == NULL)
+		return 1;               /* cannot tell: keep it out */
+	memcpy(copy, v, n + 1);
+	found = 0;
+	for (i = 0; i < 4 && !found && pct_decode(copy); i++)
+		found = secret_in(c, copy);
+	if (copy != small)
+		free(copy);
+	return found;
+}
+
 /* ---- JSON generation ---- */
 
 /* A generator and the buffer it prints into. yajl's own buffer spent a
@@ -150,12 +209,13 @@ struct audit_gen {
 	yajl_gen g;
 	struct buf out;
 	int failed;                /* out could not grow: the record is lost */
+	/* what the bound on a record cut from this one (SPEC section 7) */
+	unsigned long long cut_strings, cut_bytes, cut_params, cut_calls;
 };
 
 static void
-gen_print(void *ctx, const char *s, size_t n)
+gen_put(struct audit_gen *gn, const char *s, size_t n)
 {
-	struct audit_gen *gn = ctx;
 	struct buf *b = &gn->out;
 
 	if (b->len + n < b->cap) {
@@ -165,6 +225,32 @@ gen_print(void *ctx, const char *s, size_t n)
 	} else if (buf_add(b, s, n) == -1) {
 		gn->failed = 1;
 	}
+}
+
+/* yajl passes U+2028 and U+2029 through as raw UTF-8 (valid JSON), but
+ * JavaScript-style line readers split a line there: they are written as
+ * \u2028 and \u2029. yajl prints a string in pieces cut only at the
+ * ASCII characters it escapes, so such a character never straddles two
+ * calls, and outside strings there are no non-ASCII bytes. */
+static void
+gen_print(void *ctx, const char *s, size_t n)
+{
+	struct audit_gen *gn = ctx;
+	const char *p, *end = s + n;
+
+	while ((p = memchr(s, 0xe2, (size_t)(end - s))) != NULL) {
+		if (end - p >= 3 && (unsigned char)p[1] == 0x80 &&
+		    ((unsigned char)p[2] == 0xa8 || (unsigned char)p[2] == 0xa9)) {
+			gen_put(gn, s, (size_t)(p - s));
+			gen_put(gn, (unsigned char)p[2] == 0xa8 ? "\\u2028" :
+			    "\\u2029", 6);
+			s = p + 3;
+		} else {
+			gen_put(gn, s, (size_t)(p + 1 - s));
+			s = p + 1;
+		}
+	}
+	gen_put(gn, s, (size_t)(end - s));
 }
 
 struct audit_gen *
@@ -202,6 +288,7 @@ gen_restart(struct audit_gen *gn)
 	yajl_gen_reset(gn->g, NULL);
 	gn->out.len = 0;
 	gn->failed = 0;
+	gn->cut_strings = gn->cut_bytes = gn->cut_params = gn->cut_calls = 0;
 }
 
 /* What a record is generated with: the trail (for the HMAC key), the conf
@@ -214,35 +301,75 @@ struct rec {
 	const char *instance;
 };
 
+/* How many bytes of one string the record still has room for: each
+ * string may take at most AUDIT_STRING_MAX bytes, and at most half of
+ * what is left of AUDIT_RECORD_MAX once escaping (up to 6 bytes per
+ * byte) is counted, so however many strings follow, the line stays
+ * within its bound. */
+static size_t
+string_room(const struct audit_gen *g)
+{
+	size_t used = g->out.len + AUDIT_RECORD_RESERVE, left;
+
+	if (used >= AUDIT_RECORD_MAX)
+		return 0;
+	left = AUDIT_RECORD_MAX - used;
+	if (left < 512)
+		return 0;
+	left = (left - 512) / 12;
+	return left < AUDIT_STRING_MAX ? left : AUDIT_STRING_MAX;
+}
+
 /* Every string is checked to be UTF-8 here (parameter values come from
  * the client), with a fast path for ASCII; one that is not has its
  * non-ASCII bytes replaced, so a record is never lost over a string.
  * (yajl's own check refused such a string silently, leaving a key
- * without its value.) */
+ * without its value.) A string longer than the record has room for is
+ * cut at a character boundary and ends with a marker saying how long it
+ * was; the record's "cut" field counts it. */
 static void
-gen_s(yajl_gen g, const char *s)
+gen_s(struct audit_gen *g, const char *s)
 {
-	size_t n = strlen(s), i;
-	char *copy;
+	size_t n = strlen(s), i, keep, room;
+	char *copy, mark[64];
+	int ml;
 
-	if (utf8_valid(s, n)) {
-		yajl_gen_string(g, (const unsigned char *)s, n);
+	if (n <= 64 || n <= (room = string_room(g))) {
+		if (utf8_valid(s, n)) {
+			yajl_gen_string(g->g, (const unsigned char *)s, n);
+			return;
+		}
+		keep = n;
+		mark[0] = '\0';
+		ml = 0;
+	} else {
+		/* Cut at a character boundary. */
+		keep = room;
+		while (keep > 0 && ((unsigned char)s[keep] & 0xc0) == 0x80)
+			keep--;
+		ml = snprintf(mark, sizeof(mark), "[cut by whmgate: %zu bytes "
+		    "in all]", n);
+		g->cut_strings++;
+		g->cut_bytes += n - keep;
+	}
+	if ((copy = malloc(keep + (size_t)ml + 1)) == NULL) {
+		g->failed = 1;
 		return;
 	}
-	if ((copy = malloc(n + 1)) == NULL) {
-		yajl_gen_string(g, (const unsigned char *)"?", 1);
-		return;
-	}
-	for (i = 0; i < n; i++)
-		copy[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
-	yajl_gen_string(g, (const unsigned char *)copy, n);
+	memcpy(copy, s, keep);
+	if (!utf8_valid(copy, keep))
+		for (i = 0; i < keep; i++)
+			if ((unsigned char)copy[i] >= 0x80)
+				copy[i] = '?';
+	memcpy(copy + keep, mark, (size_t)ml);
+	yajl_gen_string(g->g, (const unsigned char *)copy, keep + (size_t)ml);
 	free(copy);
 }
 
 /* Strings that come from the client unchecked (method, path) may hold
  * anything: keep printable ASCII, replace the rest, cap the length. */
 static void
-gen_raw(yajl_gen g, const char *s, size_t max)
+gen_raw(struct audit_gen *g, const char *s, size_t max)
 {
 	char tmp[1024];
 	size_t i;
@@ -256,19 +383,19 @@ gen_raw(yajl_gen g, const char *s, size_t max)
 }
 
 static void
-gen_kv(yajl_gen g, const char *k, const char *v)
+gen_kv(struct audit_gen *g, const char *k, const char *v)
 {
 	gen_s(g, k);
 	if (v)
 		gen_s(g, v);
 	else
-		yajl_gen_null(g);
+		yajl_gen_null(g->g);
 }
 
 /* Numbers without printf (yajl_gen_integer is a sprintf; these run a
  * few times for every record). */
 static void
-gen_int(yajl_gen g, long long v)
+gen_int(struct audit_gen *g, long long v)
 {
 	char tmp[22];
 	size_t n = 0;
@@ -277,12 +404,12 @@ gen_int(yajl_gen g, long long v)
 		tmp[n++] = '-';
 	n += fmt_u64(tmp + n, v < 0 ? 0ULL - (unsigned long long)v :
 	    (unsigned long long)v);
-	yajl_gen_number(g, tmp, n);
+	yajl_gen_number(g->g, tmp, n);
 }
 
 /* Milliseconds with three decimals: k, then v as 12.345. */
 static void
-gen_ms(yajl_gen g, const char *k, double v)
+gen_ms(struct audit_gen *g, const char *k, double v)
 {
 	/* (not a number, negative or absurd: 0 or capped at 10^12 ms) */
 	unsigned long long us = v > 0 ? (unsigned long long)((v < 1e12 ? v :
@@ -296,16 +423,33 @@ gen_ms(yajl_gen g, const char *k, double v)
 	tmp[n + 2] = (char)('0' + us / 10 % 10);
 	tmp[n + 3] = (char)('0' + us % 10);
 	gen_s(g, k);
-	yajl_gen_number(g, tmp, n + 4);
+	yajl_gen_number(g->g, tmp, n + 4);
 }
 
+/* A string from the request or from WHM, where no name says what it is:
+ * the value rule only. */
 static void
-gen_value(const struct rec *x, yajl_gen g, const char *base, const char *v)
+gen_str(const struct rec *x, struct audit_gen *g, const char *v)
+{
+	if (v == NULL)
+		yajl_gen_null(g->g);
+	else if (audit_secret_value(x->c, v))
+		gen_s(g, "[REDACTED]");
+	else
+		gen_s(g, v);
+}
+
+/* A parameter's value. positional: the parameters of a cPanel API 1
+ * call, whose arg-N arguments have no name to judge them by. */
+static void
+gen_value(const struct rec *x, struct audit_gen *g, const char *base,
+    const char *v, int positional)
 {
 	unsigned char h[32];
 	char out[12 + 65];
 
-	if (!audit_redacted_name(x->c, base) && !audit_secret_value(x->c, v)) {
+	if (!audit_redacted_name(x->c, base) && !audit_secret_value(x->c, v) &&
+	    !(positional && strcmp(base, "arg") == 0)) {
 		gen_s(g, v);
 		return;
 	}
@@ -320,18 +464,44 @@ gen_value(const struct rec *x, yajl_gen g, const char *base, const char *v)
 	gen_s(g, out);
 }
 
-static void
-gen_params(const struct rec *x, yajl_gen g, const struct params *ps, int skip_cmd,
-    int add_version)
+/* 1 for a cpanel call that runs cPanel API 1 (positional arg-N
+ * arguments): every copy of cpanel_jsonapi_apiversion that is not
+ * exactly 2 or 3 counts, as WHM may read "01" or " 1" as 1. Absent, the
+ * call runs API 2. */
+static int
+cpanel_api1(const char *function, const struct params *ps)
 {
 	size_t i;
 
-	yajl_gen_map_open(g);
+	if (function == NULL || strcmp(function, "cpanel") != 0)
+		return 0;
+	for (i = 0; i < ps->n; i++)
+		if (strcmp(ps->v[i].base, "cpanel_jsonapi_apiversion") == 0 &&
+		    strcmp(ps->v[i].value, "2") != 0 &&
+		    strcmp(ps->v[i].value, "3") != 0)
+			return 1;
+	return 0;
+}
+
+static void
+gen_params(const struct rec *x, struct audit_gen *g, const struct params *ps,
+    const char *function, int skip_cmd, int add_version)
+{
+	int positional = cpanel_api1(function, ps);
+	size_t i;
+
+	yajl_gen_map_open(g->g);
 	if (add_version)
 		gen_kv(g, "api.version", "1");
 	for (i = 0; i < ps->n; i++) {
 		if (skip_cmd && strcmp(ps->v[i].base, "command") == 0)
 			continue;
+		if (g->out.len >= AUDIT_RECORD_SOFT) {
+			/* The record's bound: the rest are counted, not
+			 * written. */
+			g->cut_params++;
+			continue;
+		}
 		if (audit_secret_value(x->c, ps->v[i].name)) {
 			/* A secret sent as a name: keep the slot, not it. */
 			char name[40];
@@ -341,9 +511,9 @@ gen_params(const struct rec *x, yajl_gen g, const struct params *ps, int skip_cm
 			continue;
 		}
 		gen_s(g, ps->v[i].name);
-		gen_value(x, g, ps->v[i].base, ps->v[i].value);
+		gen_value(x, g, ps->v[i].base, ps->v[i].value, positional);
 	}
-	yajl_gen_map_close(g);
+	yajl_gen_map_close(g->g);
 }
 
 /* The affected resource (PCI DSS 10.2.2): first of these present. */
@@ -363,77 +533,86 @@ target_of(const struct params *ps)
 }
 
 static void
-gen_target(const struct rec *x, yajl_gen g, const struct params *ps)
+gen_target(const struct rec *x, struct audit_gen *g, const struct params *ps)
 {
 	const char *t = target_of(ps);
 
 	gen_s(g, "target");
 	if (t == NULL)
-		yajl_gen_null(g);
+		yajl_gen_null(g->g);
 	else
-		gen_value(x, g, "target", t);
+		gen_value(x, g, "target", t, 0);
 }
 
 static void
-gen_result(yajl_gen g, int r)
+gen_result(struct audit_gen *g, int r)
 {
 	if (r < 0)
-		yajl_gen_null(g);
+		yajl_gen_null(g->g);
 	else
 		gen_int(g, r);
 }
 
 static void
-gen_whm(const struct rec *x, yajl_gen g, const struct audit_event *ev)
+gen_whm(const struct rec *x, struct audit_gen *g, const struct audit_event *ev)
 {
 	const struct call *c = ev->call;
 	const struct outcome *o = ev->outcome;
 	size_t i;
 
 	gen_s(g, "whm");
-	yajl_gen_map_open(g);
+	yajl_gen_map_open(g->g);
 	gen_s(g, "function");
 	if (ev->function && audit_secret_value(x->c, ev->function))
 		gen_s(g, "[REDACTED]");
 	else if (ev->function)
 		gen_raw(g, ev->function, 128);
 	else
-		yajl_gen_null(g);
-	gen_kv(g, "user", ev->whm_user);
+		yajl_gen_null(g->g);
+	gen_s(g, "user");
+	gen_str(x, g, ev->whm_user);
 	if (c) {
 		gen_target(x, g, &c->params);
 		if (ev->with_params) {
 			gen_s(g, "params");
-			gen_params(x, g, &c->params, c->kind == CALL_BATCH,
-			    c->add_api_version);
+			gen_params(x, g, &c->params, c->function,
+			    c->kind == CALL_BATCH, c->add_api_version);
 		}
 		if (c->kind != CALL_PLAIN) {
 			gen_s(g, "calls");
-			yajl_gen_array_open(g);
+			yajl_gen_array_open(g->g);
 			for (i = 0; i < c->nsubs; i++) {
-				yajl_gen_map_open(g);
-				gen_kv(g, "function", c->subs[i].function);
+				if (g->out.len >= AUDIT_RECORD_SOFT) {
+					g->cut_calls += c->nsubs - i;
+					break;
+				}
+				yajl_gen_map_open(g->g);
+				gen_s(g, "function");
+				gen_str(x, g, c->subs[i].function);
 				gen_target(x, g, &c->subs[i].params);
 				gen_s(g, "params");
-				gen_params(x, g, &c->subs[i].params, 0, 0);
+				gen_params(x, g, &c->subs[i].params,
+				    c->subs[i].function, 0, 0);
 				gen_s(g, "result");
 				gen_result(g, o && i < o->nsubs ?
 				    o->sub_result[i] : -1);
-				yajl_gen_map_close(g);
+				yajl_gen_map_close(g->g);
 			}
 			if (c->kind == CALL_CPANEL || c->kind == CALL_UAPI) {
-				yajl_gen_map_open(g);
+				yajl_gen_map_open(g->g);
 				gen_kv(g, "function", c->function);
-				gen_kv(g, "module", c->module);
-				gen_kv(g, "func", c->func);
+				gen_s(g, "module");
+				gen_str(x, g, c->module);
+				gen_s(g, "func");
+				gen_str(x, g, c->func);
 				gen_s(g, "user");
 				if (c->cuser)
-					gen_value(x, g, "user", c->cuser);
+					gen_value(x, g, "user", c->cuser, 0);
 				else
-					yajl_gen_null(g);
-				yajl_gen_map_close(g);
+					yajl_gen_null(g->g);
+				yajl_gen_map_close(g->g);
 			}
-			yajl_gen_array_close(g);
+			yajl_gen_array_close(g->g);
 		}
 	}
 	if (o) {
@@ -442,89 +621,104 @@ gen_whm(const struct rec *x, yajl_gen g, const struct audit_event *ev)
 		    o->result);
 		gen_s(g, "reason");
 		if (o->has_reason)
-			gen_value(x, g, "reason", o->reason);
+			gen_value(x, g, "reason", o->reason, 0);
 		else
-			yajl_gen_null(g);
+			yajl_gen_null(g->g);
 		if (o->failed) {
 			gen_s(g, "body");
 			gen_s(g, "not JSON");
 		}
 	}
-	yajl_gen_map_close(g);
+	yajl_gen_map_close(g->g);
 }
 
 static void
-gen_head(const struct rec *x, yajl_gen g, const char *type)
+gen_head(const struct rec *x, struct audit_gen *g, const char *type)
 {
 	char ts[32];
 
 	time_rfc3339(ts, sizeof(ts));
-	yajl_gen_map_open(g);
+	yajl_gen_map_open(g->g);
 	gen_kv(g, "ts", ts);
 	gen_kv(g, "instance", x->instance);
 	gen_kv(g, "type", type);
 }
 
 static void
-gen_event(const struct rec *x, yajl_gen g, const struct audit_event *ev)
+gen_event(const struct rec *x, struct audit_gen *g, const struct audit_event *ev)
 {
 	gen_head(x, g, ev->type);
 	gen_kv(g, "id", ev->id);
 	gen_s(g, "client");
-	yajl_gen_map_open(g);
+	yajl_gen_map_open(g->g);
 	gen_kv(g, "id", ev->client_id);
 	gen_kv(g, "ip", ev->ip);
 	gen_s(g, "port");
 	gen_int(g, ev->port);
 	gen_kv(g, "auth", ev->auth);
-	yajl_gen_map_close(g);
+	yajl_gen_map_close(g->g);
 	gen_s(g, "http");
-	yajl_gen_map_open(g);
+	yajl_gen_map_open(g->g);
 	gen_s(g, "method");
 	if (ev->method)
 		gen_raw(g, ev->method, 32);
 	else
-		yajl_gen_null(g);
+		yajl_gen_null(g->g);
 	gen_s(g, "path");
 	if (ev->path && audit_secret_value(x->c, ev->path))
 		gen_s(g, "[REDACTED]");
 	else if (ev->path)
 		gen_raw(g, ev->path, 512);
 	else
-		yajl_gen_null(g);
+		yajl_gen_null(g->g);
 	if (ev->status) {
 		gen_s(g, "status");
 		gen_int(g, ev->status);
 	}
-	yajl_gen_map_close(g);
+	yajl_gen_map_close(g->g);
 	if (ev->function || ev->call)
 		gen_whm(x, g, ev);
 	if (ev->decision >= 0) {
 		gen_s(g, "decision");
-		yajl_gen_map_open(g);
+		yajl_gen_map_open(g->g);
 		gen_s(g, "allow");
-		yajl_gen_bool(g, ev->decision);
+		yajl_gen_bool(g->g, ev->decision);
 		gen_kv(g, "rule", ev->rule);
 		gen_kv(g, "code", ev->code);
-		gen_kv(g, "reason", ev->reason);
-		yajl_gen_map_close(g);
+		gen_s(g, "reason");
+		gen_str(x, g, ev->reason);
+		yajl_gen_map_close(g->g);
 	}
 	if (ev->up_status >= 0) {
 		gen_s(g, "upstream");
-		yajl_gen_map_open(g);
+		yajl_gen_map_open(g->g);
 		gen_s(g, "status");
 		if (ev->up_status > 0)
 			gen_int(g, ev->up_status);
 		else
-			yajl_gen_null(g);
+			yajl_gen_null(g->g);
 		gen_ms(g, "ms", ev->up_ms);
 		gen_s(g, "bytes");
 		gen_int(g, (long long)ev->up_bytes);
-		gen_kv(g, "error", ev->up_error);
-		yajl_gen_map_close(g);
+		gen_s(g, "error");
+		gen_str(x, g, ev->up_error);
+		yajl_gen_map_close(g->g);
 	}
 	if (ev->ms >= 0)
 		gen_ms(g, "ms", ev->ms);
+	if (g->cut_strings || g->cut_params || g->cut_calls) {
+		gen_s(g, "cut");
+		yajl_gen_map_open(g->g);
+		gen_s(g, "strings");
+		gen_int(g, (long long)g->cut_strings);
+		gen_s(g, "bytes");
+		gen_int(g, (long long)g->cut_bytes);
+		gen_s(g, "params");
+		gen_int(g, (long long)g->cut_params);
+		gen_s(g, "calls");
+		gen_int(g, (long long)g->cut_calls);
+		yajl_gen_map_close(g->g);
+	}
 }
 
 int
@@ -537,7 +731,7 @@ audit_gen_event(struct audit_gen *gn, const struct audit_key *k,
 	x.k = k;
 	x.c = ev->conf;
 	x.instance = ev->conf ? ev->conf->instance : NULL;
-	gen_event(&x, gn->g, ev);
+	gen_event(&x, gn, ev);
 	return gn->failed || gn->out.len == 0 ? -1 : 0;
 }
 
@@ -547,7 +741,7 @@ audit_gen_system(struct audit_gen *gn, const char *instance,
 {
 	const char *k, *v;
 	struct rec x;
-	yajl_gen g = gn->g;
+	struct audit_gen *g = gn;
 
 	gen_restart(gn);
 	x.k = NULL;

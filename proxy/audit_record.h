@@ -10,6 +10,19 @@
 #include <stdarg.h>
 #include <stddef.h>
 
+/* The bound on a record (SPEC section 7): a line, its newline included,
+ * never exceeds AUDIT_RECORD_MAX bytes. One string (a name, a value, a
+ * reason) is recorded with at most AUDIT_STRING_MAX of its bytes, less
+ * when the record is near its bound; a cut string ends with
+ * "[cut by whmgate: N bytes in all]". Parameters and batch sub-calls
+ * past AUDIT_RECORD_SOFT bytes are left out. Whatever was cut or left
+ * out is counted in the record's "cut" field:
+ * {"strings", "bytes", "params", "calls"}. */
+#define AUDIT_RECORD_MAX (1024u * 1024u)
+#define AUDIT_RECORD_SOFT (768u * 1024u)
+#define AUDIT_RECORD_RESERVE 4096u       /* seq, prev, cut and the closing */
+#define AUDIT_STRING_MAX 8192u
+
 struct conf;
 struct call;
 struct outcome;

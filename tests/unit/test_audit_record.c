@@ -79,7 +79,7 @@ call_of(const char *function, const char *q)
 	CHECK(params_parse(&ar, &c->params, q, strlen(q), &why) == 0);
 	CHECK(call_parse(&ar, c, function, &why) == 0);
 	if (why)
-		printf("  %s?%s: %s\n", function, q, why);
+		printf("  %s?%.80s: %s\n", function, q, why);
 	return c;
 }
 
@@ -278,6 +278,179 @@ test_system(void)
 	    "\"event\":\"start\",\"version\":\"1\",\"torn\":null", 71) != NULL);
 }
 
+/* U+2028 and U+2029 are escaped: a line reader that splits there (as
+ * JavaScript's and Python's str.splitlines do) still sees one record. */
+static void
+test_line_separators(const struct conf *c)
+{
+	struct audit_event ev;
+	yajl_val v;
+
+	event_init(&ev, c, "request", call_of("listaccts",
+	    "search=a%E2%80%A8b%E2%80%A9c&searchtype=%E2%80%A8"));
+	v = build(NULL, &ev);
+	CHECK(memmem(line, line_len, "\xe2\x80\xa8", 3) == NULL);
+	CHECK(memmem(line, line_len, "\xe2\x80\xa9", 3) == NULL);
+	CHECK(has("\"search\":\"a\\u2028b\\u2029c\",\"searchtype\":\"\\u2028\""));
+	CHECK_STR(AT(v, "whm", "params", "search"), "a\xe2\x80\xa8" "b\xe2\x80\xa9" "c");
+	yajl_tree_free(v);
+	/* Other three-byte characters starting with E2 stay as they are. */
+	event_init(&ev, c, "request", call_of("listaccts", "search=%E2%82%AC%E2%80%A8"));
+	v = build(NULL, &ev);
+	CHECK(has("\"search\":\"\xe2\x82\xac\\u2028\""));
+	yajl_tree_free(v);
+}
+
+/* The positional arguments of a cPanel API 1 call are redacted; those
+ * of other API versions and other functions keep the name rule. */
+static void
+test_positional(const struct conf *c)
+{
+	struct audit_event ev;
+	yajl_val v, calls;
+
+	event_init(&ev, c, "request", call_of("cpanel",
+	    "cpanel_jsonapi_module=Email&cpanel_jsonapi_func=addpop&"
+	    "cpanel_jsonapi_user=cust1&cpanel_jsonapi_apiversion=1&"
+	    "arg-0=box&arg-1=ApiOnePassw0rd"));
+	v = build(NULL, &ev);
+	CHECK_STR(AT(v, "whm", "params", "arg-0"), "[REDACTED]");
+	CHECK_STR(AT(v, "whm", "params", "arg-1"), "[REDACTED]");
+	CHECK(!has("ApiOnePassw0rd"));
+	yajl_tree_free(v);
+	/* WHM may read 01 as 1: anything but exactly 2 or 3 counts. */
+	event_init(&ev, c, "request", call_of("cpanel",
+	    "cpanel_jsonapi_module=Email&cpanel_jsonapi_func=addpop&"
+	    "cpanel_jsonapi_user=cust1&cpanel_jsonapi_apiversion=01&arg-0=x1"));
+	v = build(NULL, &ev);
+	CHECK_STR(AT(v, "whm", "params", "arg-0"), "[REDACTED]");
+	yajl_tree_free(v);
+	event_init(&ev, c, "request", call_of("cpanel",
+	    "cpanel_jsonapi_module=Email&cpanel_jsonapi_func=addpop&"
+	    "cpanel_jsonapi_user=cust1&cpanel_jsonapi_apiversion=2&arg-0=box"));
+	v = build(NULL, &ev);
+	CHECK_STR(AT(v, "whm", "params", "arg-0"), "box");
+	yajl_tree_free(v);
+	event_init(&ev, c, "request", call_of("listaccts", "arg-0=box"));
+	v = build(NULL, &ev);
+	CHECK_STR(AT(v, "whm", "params", "arg-0"), "box");
+	yajl_tree_free(v);
+	/* Inside a batch, by the sub-call's own function and version. */
+	event_init(&ev, c, "request", call_of("batch",
+	    "command=cpanel%3Fcpanel_jsonapi_module%3DEmail%26"
+	    "cpanel_jsonapi_func%3Daddpop%26cpanel_jsonapi_user%3Dcust1%26"
+	    "cpanel_jsonapi_apiversion%3D1%26arg-0%3Dbox%26arg-1%3DSubPw0rd&"
+	    "command=listaccts%3Farg-0%3Dvisible"));
+	v = build(NULL, &ev);
+	calls = yajl_tree_get(v, (const char *[]){ "whm", "calls", NULL },
+	    yajl_t_array);
+	CHECK(calls && calls->u.array.len == 2);
+	if (calls && calls->u.array.len == 2) {
+		CHECK_STR(AT(calls->u.array.values[0], "params", "arg-1"),
+		    "[REDACTED]");
+		CHECK_STR(AT(calls->u.array.values[1], "params", "arg-0"),
+		    "visible");
+	}
+	CHECK(!has("SubPw0rd"));
+	yajl_tree_free(v);
+}
+
+/* The key rule holds for a string percent-decoded once or more. */
+static void
+test_encoded_secrets(const struct conf *c)
+{
+	struct audit_event ev;
+	yajl_val v;
+
+	CHECK(audit_secret_value(c, "/json-api/%77hmg_Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg") == 1);
+	CHECK(audit_secret_value(c, "%2577%2568mg_Zm9vYmFyYmF6cXV4cXV1eGZv") == 1);
+	CHECK(audit_secret_value(c, "%77hmg_short") == 0);
+	CHECK(audit_secret_value(c, "100%") == 0);
+	event_init(&ev, c, "deny", NULL);
+	ev.path = "/json-api/%77hmg_Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg";
+	ev.status = 400;
+	v = build(NULL, &ev);
+	CHECK_STR(AT(v, "http", "path"), "[REDACTED]");
+	yajl_tree_free(v);
+	/* In a value (params are decoded already: a value that still holds
+	 * an escape was sent double-encoded) and in a cpanel target. */
+	event_init(&ev, c, "request", call_of("listaccts",
+	    "search=%2577hmg_Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg"));
+	v = build(NULL, &ev);
+	CHECK_STR(AT(v, "whm", "params", "search"), "[REDACTED]");
+	yajl_tree_free(v);
+	event_init(&ev, c, "request", call_of("uapi_cpanel",
+	    "cpanel.user=cust1&cpanel.module=" WKEY "&cpanel.function=f"));
+	v = build(NULL, &ev);
+	CHECK(!has(WKEY));
+	yajl_tree_free(v);
+}
+
+/* The bound on a record: a huge value is cut with a marker, too many
+ * parameters or sub-calls are left out, and the record says so. */
+static void
+test_bound(const struct conf *c)
+{
+	struct audit_event ev;
+	struct buf q;
+	yajl_val v;
+	const char *s;
+	size_t i;
+
+	buf_init(&q);
+	buf_adds(&q, "search=");
+	for (i = 0; i < 333333; i++)
+		buf_adds(&q, "%01");
+	event_init(&ev, c, "deny", call_of("listaccts", q.p));
+	ev.decision = 0;
+	v = build(NULL, &ev);
+	CHECK(line_len + 100 < AUDIT_RECORD_MAX);
+	s = AT(v, "whm", "params", "search");
+	CHECK(strlen(s) < AUDIT_STRING_MAX + 64);
+	CHECK(strstr(s, "[cut by whmgate: 333333 bytes in all]") != NULL);
+	CHECK_STR(NUM_AT(v, "cut", "strings"), "1");
+	CHECK_STR(NUM_AT(v, "cut", "params"), "0");
+	yajl_tree_free(v);
+
+	/* 1000 parameters of 1300 control bytes: 7.8 MB escaped, unbounded. */
+	q.len = 0;
+	for (i = 0; i < 1000; i++) {
+		size_t k;
+		buf_printf(&q, "%sp%zu=", i ? "&" : "", i);
+		for (k = 0; k < 1300; k++)
+			buf_adds(&q, "%02");
+	}
+	event_init(&ev, c, "deny", call_of("listaccts", q.p));
+	v = build(NULL, &ev);
+	CHECK(line_len + 100 < AUDIT_RECORD_MAX);
+	CHECK(atoi(NUM_AT(v, "cut", "params")) > 800);
+	CHECK(yajl_tree_get(v, (const char *[]){ "whm", "params", "p0", NULL },
+	    yajl_t_string) != NULL);
+	yajl_tree_free(v);
+
+	/* A batch of 60 sub-calls of 60 KB each. */
+	q.len = 0;
+	for (i = 0; i < 60; i++) {
+		size_t k;
+		buf_printf(&q, "%scommand=listaccts%%3Fsearch%%3D", i ? "&" : "");
+		for (k = 0; k < 20000; k++)
+			buf_adds(&q, "%2501");
+	}
+	event_init(&ev, c, "request", call_of("batch", q.p));
+	v = build(NULL, &ev);
+	CHECK(line_len + 100 < AUDIT_RECORD_MAX);
+	CHECK(atoi(NUM_AT(v, "cut", "calls")) > 10);
+	CHECK(atoi(NUM_AT(v, "cut", "strings")) > 10);
+	yajl_tree_free(v);
+
+	/* Short records carry no cut field. */
+	event_init(&ev, c, "request", call_of("listaccts", "search=x"));
+	v = build(NULL, &ev);
+	CHECK(!has("\"cut\""));
+	yajl_tree_free(v);
+	buf_fini(&q);
+}
+
 static void
 test_names(const struct conf *c)
 {
@@ -309,6 +482,10 @@ main(void)
 		test_deny(c);
 		test_calls(c);
 		test_system();
+		test_line_separators(c);
+		test_positional(c);
+		test_encoded_secrets(c);
+		test_bound(c);
 	}
 	arena_fini(&ar);
 	audit_gen_free(gen);
