@@ -1,6 +1,7 @@
 # whmgate - see README.md. `make` builds build/whmgate.
 CC ?= cc
 PKGS = libuv libcurl openssl yajl
+PKGS += zlib
 LLHTTP_DIR = /usr/share/llhttp
 LLHTTP_INC = /usr/share/include/llhttp
 WARN = -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
@@ -24,6 +25,7 @@ LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 DEB_PKGS = build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev \
            libyajl-dev node-llhttp curl openssl python3 procps valgrind clang libclang-rt-14-dev rsyslog strace \
            nginx wrk
+DEB_PKGS += zlib1g-dev logrotate
 
 CORE = util log conf http params auth policy outcome syslog audit_record audit_tail audit audit_verify limits
 SRCS_CORE = $(CORE:%=proxy/%.c)

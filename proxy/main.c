@@ -47,7 +47,7 @@ usage(FILE *f)
 	    "usage: whmgate [-c FILE]           run (default conf/whmgate.json)\n"
 	    "       whmgate -t [-c FILE]        check the config and exit\n"
 	    "       whmgate keygen              print a new client key and its sha256: line\n"
-	    "       whmgate audit verify FILE... [--key KEYFILE]\n"
+	    "       whmgate audit verify FILE... [--key KEYFILE] [--anchor SEQ:HASH]\n"
 	    "       whmgate -V | -h\n");
 }
 
@@ -228,24 +228,7 @@ cmd_keygen(void)
 static int
 cmd_verify(int argc, char **argv)
 {
-	const char *key = NULL;
-	char **files = calloc((size_t)argc + 1, sizeof(char *));
-	int i, n = 0, rc;
-
-	for (i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
-			key = argv[++i];
-		else
-			files[n++] = argv[i];
-	}
-	if (n == 0) {
-		usage(stderr);
-		free(files);
-		return 2;
-	}
-	rc = audit_verify(files, n, key);
-	free(files);
-	return rc == 0 ? 0 : 1;
+	return audit_verify_main(argc, argv);
 }
 
 int
