@@ -439,17 +439,43 @@ gen_str(const struct rec *x, struct audit_gen *g, const char *v)
 		gen_s(g, v);
 }
 
+/* 1 if the allow entry pins this parameter with an enum that holds v:
+ * then v is one of the config's own public values (showpass=n) and an
+ * auditor may read it whatever the name says. A value outside the enum
+ * (a refused call's) is not public. */
+static int
+pinned(const struct allow_rule *rule, const char *base, const char *v)
+{
+	const struct constraint *co;
+	size_t i, k;
+
+	for (i = 0; rule && i < rule->ncons; i++) {
+		co = &rule->cons[i];
+		if (!co->has_enum || strcmp(co->param, base) != 0)
+			continue;
+		for (k = 0; k < co->nenums; k++)
+			if (strcmp(co->enums[k], v) == 0)
+				return 1;
+		return 0;
+	}
+	return 0;
+}
+
 /* A parameter's value. positional: the parameters of a cPanel API 1
- * call, whose arg-N arguments have no name to judge them by. */
+ * call, whose arg-N arguments have no name to judge them by. rule: the
+ * allow entry that decided on these parameters, or NULL. The value rule
+ * (a key or token inside) holds even for a pinned value. */
 static void
 gen_value(const struct rec *x, struct audit_gen *g, const char *base,
-    const char *v, int positional)
+    const char *v, int positional, const struct allow_rule *rule)
 {
 	unsigned char h[32];
 	char out[12 + 65];
 
-	if (!audit_redacted_name(x->c, base) && !audit_secret_value(x->c, v) &&
-	    !(positional && strcmp(base, "arg") == 0)) {
+	if (!audit_secret_value(x->c, v) &&
+	    ((!audit_redacted_name(x->c, base) &&
+	    !(positional && strcmp(base, "arg") == 0)) ||
+	    pinned(rule, base, v))) {
 		gen_s(g, v);
 		return;
 	}
@@ -485,7 +511,8 @@ cpanel_api1(const char *function, const struct params *ps)
 
 static void
 gen_params(const struct rec *x, struct audit_gen *g, const struct params *ps,
-    const char *function, int skip_cmd, int add_version)
+    const char *function, const struct allow_rule *rule, int skip_cmd,
+    int add_version)
 {
 	int positional = cpanel_api1(function, ps);
 	size_t i;
@@ -511,7 +538,7 @@ gen_params(const struct rec *x, struct audit_gen *g, const struct params *ps,
 			continue;
 		}
 		gen_s(g, ps->v[i].name);
-		gen_value(x, g, ps->v[i].base, ps->v[i].value, positional);
+		gen_value(x, g, ps->v[i].base, ps->v[i].value, positional, rule);
 	}
 	yajl_gen_map_close(g->g);
 }
@@ -541,7 +568,13 @@ gen_target(const struct rec *x, struct audit_gen *g, const struct params *ps)
 	if (t == NULL)
 		yajl_gen_null(g->g);
 	else
-		gen_value(x, g, "target", t, 0);
+		gen_value(x, g, "target", t, 0, NULL);
+}
+
+static const struct allow_rule *
+rule_of(const struct client *cl, const char *rule_name)
+{
+	return cl && rule_name ? conf_allow(cl, rule_name) : NULL;
 }
 
 static void
@@ -558,6 +591,9 @@ gen_whm(const struct rec *x, struct audit_gen *g, const struct audit_event *ev)
 {
 	const struct call *c = ev->call;
 	const struct outcome *o = ev->outcome;
+	/* The client's allow entries say which values are public (enum). */
+	const struct client *cl = x->c && ev->client_id ?
+	    conf_client(x->c, ev->client_id) : NULL;
 	size_t i;
 
 	gen_s(g, "whm");
@@ -576,7 +612,8 @@ gen_whm(const struct rec *x, struct audit_gen *g, const struct audit_event *ev)
 		if (ev->with_params) {
 			gen_s(g, "params");
 			gen_params(x, g, &c->params, c->function,
-			    c->kind == CALL_BATCH, c->add_api_version);
+			    rule_of(cl, c->rule_name), c->kind == CALL_BATCH,
+			    c->add_api_version);
 		}
 		if (c->kind != CALL_PLAIN) {
 			gen_s(g, "calls");
@@ -592,7 +629,8 @@ gen_whm(const struct rec *x, struct audit_gen *g, const struct audit_event *ev)
 				gen_target(x, g, &c->subs[i].params);
 				gen_s(g, "params");
 				gen_params(x, g, &c->subs[i].params,
-				    c->subs[i].function, 0, 0);
+				    c->subs[i].function,
+				    rule_of(cl, c->subs[i].rule_name), 0, 0);
 				gen_s(g, "result");
 				gen_result(g, o && i < o->nsubs ?
 				    o->sub_result[i] : -1);
@@ -607,7 +645,7 @@ gen_whm(const struct rec *x, struct audit_gen *g, const struct audit_event *ev)
 				gen_str(x, g, c->func);
 				gen_s(g, "user");
 				if (c->cuser)
-					gen_value(x, g, "user", c->cuser, 0);
+					gen_value(x, g, "user", c->cuser, 0, NULL);
 				else
 					yajl_gen_null(g->g);
 				yajl_gen_map_close(g->g);
@@ -621,7 +659,7 @@ gen_whm(const struct rec *x, struct audit_gen *g, const struct audit_event *ev)
 		    o->result);
 		gen_s(g, "reason");
 		if (o->has_reason)
-			gen_value(x, g, "reason", o->reason, 0);
+			gen_value(x, g, "reason", o->reason, 0, NULL);
 		else
 			yajl_gen_null(g->g);
 		if (o->failed) {

@@ -451,6 +451,71 @@ test_bound(const struct conf *c)
 	buf_fini(&q);
 }
 
+/* A parameter pinned by an enum in the allow entry that decided is
+ * recorded as is when its value is one of the enum's; batch sub-calls
+ * and cpanel arguments follow their own entry. */
+static void
+test_enum_pins(void)
+{
+	static const char clients[] = "{\"billing\": {\"keys\": [\"sha256:"
+	    "1111111111111111111111111111111111111111111111111111111111111111\"],"
+	    " \"whm_user\": \"root\", \"whm_token\": {\"env\": \"T\"}, \"allow\": {"
+	    "\"createacct\": {\"showpass\": {\"enum\": [\"n\"]}},"
+	    "\"passwd\": {},"
+	    "\"batch\": {},"
+	    "\"cpanel:Email::addpop\": {\"arg\": {\"enum\": [\"box\"]}}}}}";
+	struct conf *c = unit_conf(NULL, clients);
+	struct audit_event ev;
+	yajl_val v, calls;
+
+	CHECK(c != NULL);
+	if (c == NULL)
+		return;
+	event_init(&ev, c, "request", call_of("createacct",
+	    "username=cust1&showpass=n&password=pw1&showpass-1=n"));
+	v = build(NULL, &ev);
+	CHECK_STR(AT(v, "whm", "params", "showpass"), "n");
+	CHECK_STR(AT(v, "whm", "params", "showpass-1"), "n");
+	CHECK_STR(AT(v, "whm", "params", "password"), "[REDACTED]");
+	yajl_tree_free(v);
+	/* A refused value is not public; nor is one for another client or
+	 * in a call the entry did not decide. */
+	event_init(&ev, c, "deny", call_of("createacct", "showpass=secretish"));
+	v = build(NULL, &ev);
+	CHECK_STR(AT(v, "whm", "params", "showpass"), "[REDACTED]");
+	yajl_tree_free(v);
+	event_init(&ev, c, "request", call_of("createacct", "showpass=n"));
+	ev.client_id = "other";
+	v = build(NULL, &ev);
+	CHECK_STR(AT(v, "whm", "params", "showpass"), "[REDACTED]");
+	yajl_tree_free(v);
+	event_init(&ev, c, "request", call_of("passwd", "showpass=n"));
+	v = build(NULL, &ev);
+	CHECK_STR(AT(v, "whm", "params", "showpass"), "[REDACTED]");
+	yajl_tree_free(v);
+	/* Sub-calls by their own entries. */
+	event_init(&ev, c, "request", call_of("batch",
+	    "command=createacct%3Fusername%3Dx%26showpass%3Dn&"
+	    "command=passwd%3Fshowpass%3Dn&"
+	    "command=cpanel%3Fcpanel_jsonapi_module%3DEmail%26"
+	    "cpanel_jsonapi_func%3Daddpop%26cpanel_jsonapi_user%3Dcust1%26"
+	    "cpanel_jsonapi_apiversion%3D1%26arg-0%3Dbox%26arg-1%3DPw0rd"));
+	v = build(NULL, &ev);
+	calls = yajl_tree_get(v, (const char *[]){ "whm", "calls", NULL },
+	    yajl_t_array);
+	CHECK(calls && calls->u.array.len == 3);
+	if (calls && calls->u.array.len == 3) {
+		CHECK_STR(AT(calls->u.array.values[0], "params", "showpass"), "n");
+		CHECK_STR(AT(calls->u.array.values[1], "params", "showpass"),
+		    "[REDACTED]");
+		CHECK_STR(AT(calls->u.array.values[2], "params", "arg-0"), "box");
+		CHECK_STR(AT(calls->u.array.values[2], "params", "arg-1"),
+		    "[REDACTED]");
+	}
+	yajl_tree_free(v);
+	conf_unref(c);
+}
+
 static void
 test_names(const struct conf *c)
 {
@@ -486,6 +551,7 @@ main(void)
 		test_positional(c);
 		test_encoded_secrets(c);
 		test_bound(c);
+		test_enum_pins();
 	}
 	arena_fini(&ar);
 	audit_gen_free(gen);
