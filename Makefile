@@ -27,7 +27,7 @@ DEB_PKGS = build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev
            nginx wrk
 DEB_PKGS += zlib1g-dev logrotate
 
-CORE = util log conf http params auth policy outcome syslog audit_record audit_tail audit audit_writer audit_verify limits
+CORE = util log conf http params auth policy outcome syslog audit_redact audit_record audit_tail audit audit_writer audit_verify limits
 SRCS_CORE = $(CORE:%=proxy/%.c)
 SRCS_DAEMON = proxy/tls.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/server.c proxy/admin.c proxy/main.c
 LLHTTP_SRCS = llhttp api http

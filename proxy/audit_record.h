@@ -1,5 +1,6 @@
-/* audit_record.h - what an audit line says (SPEC section 7): redaction
- * and the record's JSON, without a file, a thread or a loop.
+/* audit_record.h - what an audit line says (SPEC section 7): the
+ * record's JSON with redaction applied (the rules: audit_redact.h), its
+ * bound, the chain hash; without a file, a thread or a loop.
  *
  * audit.c builds every record with these and hands the bytes to its
  * writer; audit_verify.c and audit.c share the chain hash and the key
@@ -9,6 +10,8 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+
+#include "audit_redact.h"
 
 /* The bound on a record (SPEC section 7): a line, its newline included,
  * never exceeds AUDIT_RECORD_MAX bytes. One string (a name, a value, a
@@ -86,9 +89,5 @@ int audit_gen_system(struct audit_gen *gn, const char *instance,
     const char *event, va_list ap);
 const char *audit_gen_bytes(const struct audit_gen *gn, size_t *len);
 
-/* 1 if a parameter of this name (without -N) is recorded redacted. */
-int audit_redacted_name(const struct conf *c, const char *base);
-/* 1 if a string holds a whmgate key or a configured WHM token. */
-int audit_secret_value(const struct conf *c, const char *v);
 
 #endif
