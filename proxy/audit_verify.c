@@ -45,6 +45,7 @@ struct vfile {
 	char why[160];
 	int pred, next;              /* links, -1: none */
 	int placed;
+	int loop;                    /* first of a run of links with no start */
 };
 
 /* A line reader over zlib (plain or gzip). */
@@ -301,6 +302,7 @@ order_files(struct vfile *fs, int n, int *order)
 	for (i = 0; i < n; i++)          /* a loop has no start */
 		if (!fs[i].placed && fs[i].lines > 0) {
 			runs++;
+			fs[i].loop = 1;
 			for (j = i; j != -1 && !fs[j].placed; j = fs[j].next) {
 				fs[j].placed = 1;
 				order[k++] = j;
@@ -413,6 +415,10 @@ audit_verify_main(int argc, char **argv)
 			printf("BROKEN: %s:1: continues from the same line as %s "
 			    "(a file given twice, or a fork)\n", f->name,
 			    fs[dup_of].name);
+			rc = 1;
+		} else if (f->loop) {
+			printf("BROKEN: %s:1: the files' links form a loop\n",
+			    f->name);
 			rc = 1;
 		} else if (i > 0 && runs > 1 && f->pred == -1) {
 			printf("BROKEN: %s:1: prev does not match the last line "
