@@ -238,12 +238,17 @@ check_file(struct vfile *f, const struct audit_key *k, struct anchor *an)
 		}
 	}
 	buf_fini(&line);
-	if (rc == -1 || reader_close(&r, &err) == -1) {
+	/* Closed in every case; a read error's message is zlib's, gone
+	 * once the stream is closed, so it is printed first. */
+	if (rc == -1)
 		fprintf(stderr, "whmgate: cannot read %s: %s\n", f->name,
 		    err ? err : "read error");
-		return -1;
+	if (reader_close(&r, &err) == -1 && rc != -1) {
+		fprintf(stderr, "whmgate: cannot read %s: %s\n", f->name,
+		    err ? err : "read error");
+		rc = -1;
 	}
-	return 0;
+	return rc == -1 ? -1 : 0;
 }
 
 /* Links the files: pred is the file whose last line the first line's
