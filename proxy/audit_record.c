@@ -99,6 +99,7 @@ struct audit_gen {
 	int failed;                /* out could not grow: the record is lost */
 	/* what the bound on a record cut from this one (SPEC section 7) */
 	unsigned long long cut_strings, cut_bytes, cut_params, cut_calls;
+	int ls;                    /* the string being printed holds U+2028/9 */
 };
 
 static void
@@ -117,13 +118,15 @@ gen_put(struct audit_gen *gn, const char *s, size_t n)
 
 /* yajl passes U+2028 and U+2029 through as raw UTF-8 (valid JSON), but
  * JavaScript-style line readers split a line there: they are written as
- * \u2028 and \u2029. yajl prints a string in pieces cut only at the
+ * \u2028 and \u2029. gen_s sets gn->ls for a string that holds one, so
+ * only such a string's pieces are scanned (a scan of every piece cost a
+ * third more per record). yajl prints a string in pieces cut only at the
  * ASCII characters it escapes, so such a character never straddles two
- * calls, and outside strings there are no non-ASCII bytes. */
-static void
-gen_print(void *ctx, const char *s, size_t n)
+ * calls. */
+/* Not inlined: its loop would cost the fast path its registers. */
+__attribute__((noinline)) static void
+gen_print_ls(struct audit_gen *gn, const char *s, size_t n)
 {
-	struct audit_gen *gn = ctx;
 	const char *p, *end = s + n;
 
 	while ((p = memchr(s, 0xe2, (size_t)(end - s))) != NULL) {
@@ -139,6 +142,38 @@ gen_print(void *ctx, const char *s, size_t n)
 		}
 	}
 	gen_put(gn, s, (size_t)(end - s));
+}
+
+static void
+gen_print(void *ctx, const char *s, size_t n)
+{
+	struct audit_gen *gn = ctx;
+	struct buf *b = &gn->out;
+
+	if (gn->ls)
+		gen_print_ls(gn, s, n);
+	else if (b->len + n < b->cap) {
+		memcpy(b->p + b->len, s, n);
+		b->len += n;
+		b->p[b->len] = '\0';
+	} else if (buf_add(b, s, n) == -1) {
+		gn->failed = 1;
+	}
+}
+
+/* 1 if s holds U+2028 or U+2029. */
+static int
+has_line_sep(const char *s, size_t n)
+{
+	const char *p, *end = s + n;
+
+	while ((p = memchr(s, 0xe2, (size_t)(end - s))) != NULL) {
+		if (end - p >= 3 && (unsigned char)p[1] == 0x80 &&
+		    ((unsigned char)p[2] == 0xa8 || (unsigned char)p[2] == 0xa9))
+			return 1;
+		s = p + 1;
+	}
+	return 0;
 }
 
 struct audit_gen *
@@ -189,6 +224,11 @@ struct rec {
 	const char *instance;
 };
 
+/* A string written by whmgate itself (a key, a marker): ASCII, short,
+ * nothing to check. */
+#define gen_k(g, lit) \
+	yajl_gen_string((g)->g, (const unsigned char *)(lit), sizeof(lit) - 1)
+
 /* How many bytes of one string the record still has room for: each
  * string may take at most AUDIT_STRING_MAX bytes, and at most half of
  * what is left of AUDIT_RECORD_MAX once escaping (up to 6 bytes per
@@ -224,7 +264,9 @@ gen_s(struct audit_gen *g, const char *s)
 
 	if (n <= 64 || n <= (room = string_room(g))) {
 		if (utf8_valid(s, n)) {
+			g->ls = has_line_sep(s, n);
 			yajl_gen_string(g->g, (const unsigned char *)s, n);
+			g->ls = 0;
 			return;
 		}
 		keep = n;
@@ -250,7 +292,9 @@ gen_s(struct audit_gen *g, const char *s)
 			if ((unsigned char)copy[i] >= 0x80)
 				copy[i] = '?';
 	memcpy(copy + keep, mark, (size_t)ml);
+	g->ls = has_line_sep(copy, keep);
 	yajl_gen_string(g->g, (const unsigned char *)copy, keep + (size_t)ml);
+	g->ls = 0;
 	free(copy);
 }
 
@@ -273,7 +317,7 @@ gen_raw(struct audit_gen *g, const char *s, size_t max)
 static void
 gen_kv(struct audit_gen *g, const char *k, const char *v)
 {
-	gen_s(g, k);
+	yajl_gen_string(g->g, (const unsigned char *)k, strlen(k));
 	if (v)
 		gen_s(g, v);
 	else
@@ -322,7 +366,7 @@ gen_str(const struct rec *x, struct audit_gen *g, const char *v)
 	if (v == NULL)
 		yajl_gen_null(g->g);
 	else if (audit_secret_value(x->c, v))
-		gen_s(g, "[REDACTED]");
+		gen_k(g, "[REDACTED]");
 	else
 		gen_s(g, v);
 }
@@ -346,7 +390,7 @@ gen_value(const struct rec *x, struct audit_gen *g, const char *base,
 		return;
 	}
 	if (x->k == NULL || x->k->p == NULL) {
-		gen_s(g, "[REDACTED]");
+		gen_k(g, "[REDACTED]");
 		return;
 	}
 	/* With a key, an auditor holding it can check a known value. */
@@ -400,7 +444,7 @@ gen_params(const struct rec *x, struct audit_gen *g, const struct params *ps,
 			char name[40];
 			snprintf(name, sizeof(name), "[REDACTED-NAME-%zu]", i);
 			gen_s(g, name);
-			gen_s(g, "[REDACTED]");
+			gen_k(g, "[REDACTED]");
 			continue;
 		}
 		gen_s(g, ps->v[i].name);
@@ -430,7 +474,7 @@ gen_target(const struct rec *x, struct audit_gen *g, const struct params *ps)
 {
 	const char *t = target_of(ps);
 
-	gen_s(g, "target");
+	gen_k(g, "target");
 	if (t == NULL)
 		yajl_gen_null(g->g);
 	else
@@ -462,27 +506,27 @@ gen_whm(const struct rec *x, struct audit_gen *g, const struct audit_event *ev)
 	    conf_client(x->c, ev->client_id) : NULL;
 	size_t i;
 
-	gen_s(g, "whm");
+	gen_k(g, "whm");
 	yajl_gen_map_open(g->g);
-	gen_s(g, "function");
+	gen_k(g, "function");
 	if (ev->function && audit_secret_value(x->c, ev->function))
-		gen_s(g, "[REDACTED]");
+		gen_k(g, "[REDACTED]");
 	else if (ev->function)
 		gen_raw(g, ev->function, 128);
 	else
 		yajl_gen_null(g->g);
-	gen_s(g, "user");
+	gen_k(g, "user");
 	gen_str(x, g, ev->whm_user);
 	if (c) {
 		gen_target(x, g, &c->params);
 		if (ev->with_params) {
-			gen_s(g, "params");
+			gen_k(g, "params");
 			gen_params(x, g, &c->params, c->function,
 			    rule_of(cl, c->rule_name), c->kind == CALL_BATCH,
 			    c->add_api_version);
 		}
 		if (c->kind != CALL_PLAIN) {
-			gen_s(g, "calls");
+			gen_k(g, "calls");
 			yajl_gen_array_open(g->g);
 			for (i = 0; i < c->nsubs; i++) {
 				if (g->out.len >= AUDIT_RECORD_SOFT) {
@@ -490,14 +534,14 @@ gen_whm(const struct rec *x, struct audit_gen *g, const struct audit_event *ev)
 					break;
 				}
 				yajl_gen_map_open(g->g);
-				gen_s(g, "function");
+				gen_k(g, "function");
 				gen_str(x, g, c->subs[i].function);
 				gen_target(x, g, &c->subs[i].params);
-				gen_s(g, "params");
+				gen_k(g, "params");
 				gen_params(x, g, &c->subs[i].params,
 				    c->subs[i].function,
 				    rule_of(cl, c->subs[i].rule_name), 0, 0);
-				gen_s(g, "result");
+				gen_k(g, "result");
 				gen_result(g, o && i < o->nsubs ?
 				    o->sub_result[i] : -1);
 				yajl_gen_map_close(g->g);
@@ -505,11 +549,11 @@ gen_whm(const struct rec *x, struct audit_gen *g, const struct audit_event *ev)
 			if (c->kind == CALL_CPANEL || c->kind == CALL_UAPI) {
 				yajl_gen_map_open(g->g);
 				gen_kv(g, "function", c->function);
-				gen_s(g, "module");
+				gen_k(g, "module");
 				gen_str(x, g, c->module);
-				gen_s(g, "func");
+				gen_k(g, "func");
 				gen_str(x, g, c->func);
-				gen_s(g, "user");
+				gen_k(g, "user");
 				if (c->cuser)
 					gen_value(x, g, "user", c->cuser, 0, NULL);
 				else
@@ -520,17 +564,17 @@ gen_whm(const struct rec *x, struct audit_gen *g, const struct audit_event *ev)
 		}
 	}
 	if (o) {
-		gen_s(g, "result");
+		gen_k(g, "result");
 		gen_result(g, c && c->kind == CALL_UAPI ? o->uapi_status :
 		    o->result);
-		gen_s(g, "reason");
+		gen_k(g, "reason");
 		if (o->has_reason)
 			gen_value(x, g, "reason", o->reason, 0, NULL);
 		else
 			yajl_gen_null(g->g);
 		if (o->failed) {
-			gen_s(g, "body");
-			gen_s(g, "not JSON");
+			gen_k(g, "body");
+			gen_k(g, "not JSON");
 		}
 	}
 	yajl_gen_map_close(g->g);
@@ -553,73 +597,73 @@ gen_event(const struct rec *x, struct audit_gen *g, const struct audit_event *ev
 {
 	gen_head(x, g, ev->type);
 	gen_kv(g, "id", ev->id);
-	gen_s(g, "client");
+	gen_k(g, "client");
 	yajl_gen_map_open(g->g);
 	gen_kv(g, "id", ev->client_id);
 	gen_kv(g, "ip", ev->ip);
-	gen_s(g, "port");
+	gen_k(g, "port");
 	gen_int(g, ev->port);
 	gen_kv(g, "auth", ev->auth);
 	yajl_gen_map_close(g->g);
-	gen_s(g, "http");
+	gen_k(g, "http");
 	yajl_gen_map_open(g->g);
-	gen_s(g, "method");
+	gen_k(g, "method");
 	if (ev->method)
 		gen_raw(g, ev->method, 32);
 	else
 		yajl_gen_null(g->g);
-	gen_s(g, "path");
+	gen_k(g, "path");
 	if (ev->path && audit_secret_value(x->c, ev->path))
-		gen_s(g, "[REDACTED]");
+		gen_k(g, "[REDACTED]");
 	else if (ev->path)
 		gen_raw(g, ev->path, 512);
 	else
 		yajl_gen_null(g->g);
 	if (ev->status) {
-		gen_s(g, "status");
+		gen_k(g, "status");
 		gen_int(g, ev->status);
 	}
 	yajl_gen_map_close(g->g);
 	if (ev->function || ev->call)
 		gen_whm(x, g, ev);
 	if (ev->decision >= 0) {
-		gen_s(g, "decision");
+		gen_k(g, "decision");
 		yajl_gen_map_open(g->g);
-		gen_s(g, "allow");
+		gen_k(g, "allow");
 		yajl_gen_bool(g->g, ev->decision);
 		gen_kv(g, "rule", ev->rule);
 		gen_kv(g, "code", ev->code);
-		gen_s(g, "reason");
+		gen_k(g, "reason");
 		gen_str(x, g, ev->reason);
 		yajl_gen_map_close(g->g);
 	}
 	if (ev->up_status >= 0) {
-		gen_s(g, "upstream");
+		gen_k(g, "upstream");
 		yajl_gen_map_open(g->g);
-		gen_s(g, "status");
+		gen_k(g, "status");
 		if (ev->up_status > 0)
 			gen_int(g, ev->up_status);
 		else
 			yajl_gen_null(g->g);
 		gen_ms(g, "ms", ev->up_ms);
-		gen_s(g, "bytes");
+		gen_k(g, "bytes");
 		gen_int(g, (long long)ev->up_bytes);
-		gen_s(g, "error");
+		gen_k(g, "error");
 		gen_str(x, g, ev->up_error);
 		yajl_gen_map_close(g->g);
 	}
 	if (ev->ms >= 0)
 		gen_ms(g, "ms", ev->ms);
 	if (g->cut_strings || g->cut_params || g->cut_calls) {
-		gen_s(g, "cut");
+		gen_k(g, "cut");
 		yajl_gen_map_open(g->g);
-		gen_s(g, "strings");
+		gen_k(g, "strings");
 		gen_int(g, (long long)g->cut_strings);
-		gen_s(g, "bytes");
+		gen_k(g, "bytes");
 		gen_int(g, (long long)g->cut_bytes);
-		gen_s(g, "params");
+		gen_k(g, "params");
 		gen_int(g, (long long)g->cut_params);
-		gen_s(g, "calls");
+		gen_k(g, "calls");
 		gen_int(g, (long long)g->cut_calls);
 		yajl_gen_map_close(g->g);
 	}
