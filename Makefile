@@ -89,6 +89,7 @@ test: deps
 # built with clang, ASan and UBSan. `make fuzz FUZZ_SECONDS=600` runs each
 # target that long on its seed corpus; findings land in build/fuzz/.
 FUZZ_TARGETS = http params policy conf outcome
+FUZZ_TARGETS += audit_record
 FUZZ_SECONDS ?= 60
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS = -std=c11 -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(CPPFLAGS) \
