@@ -1,6 +1,7 @@
 # whmgate - see README.md. `make` builds build/whmgate.
 CC ?= cc
 PKGS = libuv libcurl openssl yajl
+PKGS += zlib
 LLHTTP_DIR = /usr/share/llhttp
 LLHTTP_INC = /usr/share/include/llhttp
 WARN = -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
@@ -31,8 +32,10 @@ DEB_PKGS += mandoc systemd logrotate haproxy
 DEB_PKGS += chromium
 # The README's auditor recipes are jq, and a test runs them.
 DEB_PKGS += jq
+# audit verify reads .gz rotations through zlib.
+DEB_PKGS += zlib1g-dev
 
-CORE = util log conf http params auth policy outcome syslog audit limits
+CORE = util log conf http params auth policy outcome syslog audit_redact audit_record audit_tail audit audit_writer audit_verify limits
 SRCS_CORE = $(CORE:%=proxy/%.c)
 SRCS_DAEMON = proxy/tls.c proxy/upcurl.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/req.c proxy/server.c proxy/admin.c proxy/main.c
 SRCS_DAEMON += proxy/notify.c proxy/status.c
@@ -95,6 +98,7 @@ test: deps
 # built with clang, ASan and UBSan. `make fuzz FUZZ_SECONDS=600` runs each
 # target that long on its seed corpus; findings land in build/fuzz/.
 FUZZ_TARGETS = http params policy conf outcome
+FUZZ_TARGETS += audit_record
 FUZZ_SECONDS ?= 60
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS = -std=c11 -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(CPPFLAGS) \

@@ -1,6 +1,6 @@
 /* audit.h - the audit trail (SPEC section 7).
  *
- * Records are built on the event loop (audit_record) as JSON with yajl and
+ * Records are built on the event loop (audit_record.c makes the JSON) and
  * handed to one writer thread, which numbers them (seq), chains them (prev),
  * writes them with writev, syncs per audit.fsync, and reports durability
  * back to the loop. Requests that must not go upstream before their record
@@ -11,39 +11,14 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "audit_record.h"
+
 struct conf;
-struct call;
-struct outcome;
 struct buf;
 
 /* Called on the loop once the record is durable (ok = 1) or could not be
  * written (ok = 0). */
 typedef void (*audit_cb)(void *arg, int ok);
-
-/* What a request/response/deny record says. Absent fields: NULL / -1. */
-struct audit_event {
-	const struct conf *conf;    /* the request's: redaction and instance */
-	const char *type;           /* "request", "response", "deny" */
-	const char *id;
-	const char *client_id;
-	const char *ip;
-	int port;
-	const char *auth;
-	const char *method, *path;
-	int status;                 /* http.status; 0: omit */
-	const char *function;
-	const char *whm_user;
-	const struct call *call;    /* parsed call, if it got that far */
-	int with_params;
-	const struct outcome *outcome;
-	int decision;               /* 1 allow, 0 deny, -1 omit */
-	const char *rule, *code, *reason;
-	int up_status;              /* upstream block when up_status >= 0 */
-	double up_ms;
-	unsigned long long up_bytes;
-	const char *up_error;
-	double ms;                  /* total; < 0: omit */
-};
 
 struct audit;
 struct audit_sink;
@@ -80,12 +55,5 @@ void audit_reopen(struct audit *a);
 /* Counters for metrics. */
 unsigned long long audit_records_total(struct audit *a);
 unsigned long long audit_failures_total(struct audit *a);
-
-/* Checks files as one chain. Prints a summary or the first broken line on
- * out. Returns 0 if intact. keyfile: NULL for plain SHA-256. */
-int audit_verify(char **files, int nfiles, const char *keyfile);
-
-/* 1 if a parameter of this name is recorded redacted. */
-int audit_redacted_name(const struct conf *c, const char *base);
 
 #endif

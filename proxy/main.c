@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "admin.h"
 #include "audit.h"
+#include "audit_verify.h"
 #include "auth.h"
 #include "conf.h"
 #include "conn.h"
@@ -62,8 +63,9 @@ usage(FILE *f)
 	    "usage: whmgate [-c FILE]           run (default conf/whmgate.json)\n"
 	    "       whmgate -t [-c FILE]        check the config and exit (0 valid, 1 not)\n"
 	    "       whmgate keygen              print a new client key and its sha256: line\n"
-	    "       whmgate audit verify FILE... [--key KEYFILE]\n"
-	    "                                   verify audit files as one chain\n"
+	    "       whmgate audit verify FILE... [--key KEYFILE] [--anchor SEQ:HASH]\n"
+	    "                                   verify audit files as one chain, in any\n"
+	    "                                   order (- stdin, .gz read compressed)\n"
 	    "       whmgate reload [-c FILE] --pid PID [--timeout SECONDS]\n"
 	    "                                   check FILE, send SIGHUP to PID, wait for\n"
 	    "                                   its verdict (0 reloaded, 1 refused)\n"
@@ -306,24 +308,7 @@ cmd_keygen(void)
 static int
 cmd_verify(int argc, char **argv)
 {
-	const char *key = NULL;
-	char **files = calloc((size_t)argc + 1, sizeof(char *));
-	int i, n = 0, rc;
-
-	for (i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
-			key = argv[++i];
-		else
-			files[n++] = argv[i];
-	}
-	if (n == 0) {
-		usage(stderr);
-		free(files);
-		return 2;
-	}
-	rc = audit_verify(files, n, key);
-	free(files);
-	return rc == 0 ? 0 : 1;
+	return audit_verify_main(argc, argv);
 }
 
 /* One file the running whmgate needs, with the access it needs. */

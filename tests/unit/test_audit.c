@@ -9,6 +9,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "audit.h"
+#include "audit_verify.h"
 #include "outcome.h"
 #include "params.h"
 #include "unit.h"
