@@ -134,9 +134,18 @@ serve(struct admin_conn *a)
 		    "audit trail not writable\n");
 		respond(a, ready ? 200 : 503, "text/plain", &body);
 	} else if (strcmp(a->target, "/metrics") == 0) {
-		metrics_render(&body, server_connections(),
-		    audit_records_total(admin_audit),
-		    audit_failures_total(admin_audit), writable, admin_draining);
+		struct metrics_audit au;
+		double since;
+
+		memset(&au, 0, sizeof(au));
+		au.records = audit_records_total(admin_audit);
+		au.failures = audit_failures_total(admin_audit);
+		audit_failure_kinds(admin_audit, &au.fail_write, &au.fail_fsync,
+		    &au.fail_reopen);
+		audit_position(admin_audit, &au.seq, &since);
+		au.syslog_dropped = audit_syslog_dropped(admin_audit);
+		au.writable = writable;
+		metrics_render(&body, server_connections(), &au, admin_draining);
 		metrics_render_conf(&body, admin_conf);
 		respond(a, 200, "text/plain; version=0.0.4", &body);
 	} else if (strcmp(a->target, "/status") == 0) {

@@ -425,7 +425,7 @@ audit_writable(struct audit *a)
 	int ok;
 
 	uv_mutex_lock(&a->mu);
-	ok = !a->faulted;
+	ok = !a->faulted && !a->reopen_failed;
 	uv_mutex_unlock(&a->mu);
 	return ok;
 }
@@ -459,4 +459,30 @@ audit_failures_total(struct audit *a)
 	n = a->failures;
 	uv_mutex_unlock(&a->mu);
 	return n;
+}
+
+void
+audit_failure_kinds(struct audit *a, unsigned long long *write,
+    unsigned long long *fsync, unsigned long long *reopen)
+{
+	uv_mutex_lock(&a->mu);
+	*write = a->fail_write;
+	*fsync = a->fail_fsync;
+	*reopen = a->fail_reopen;
+	uv_mutex_unlock(&a->mu);
+}
+
+unsigned long long
+audit_syslog_dropped(struct audit *a)
+{
+	return a->syslog ? syslog_dropped(a->syslog) : 0;
+}
+
+void
+audit_position(struct audit *a, unsigned long long *seq, double *since_sync_ms)
+{
+	unsigned long long t = atomic_load(&a->synced_ms);
+
+	*seq = atomic_load(&a->seq_written);
+	*since_sync_ms = t ? time_ms() - (double)t : -1;
 }

@@ -55,5 +55,15 @@ void audit_reopen(struct audit *a);
 /* Counters for metrics. */
 unsigned long long audit_records_total(struct audit *a);
 unsigned long long audit_failures_total(struct audit *a);
+/* Failed writes, fdatasyncs and reopens (a reopen that keeps failing
+ * counts once until one succeeds). */
+void audit_failure_kinds(struct audit *a, unsigned long long *write,
+    unsigned long long *fsync, unsigned long long *reopen);
+/* The seq of the last line written, and the milliseconds since the file
+ * was last synced (-1: not yet). Safe from any thread. */
+void audit_position(struct audit *a, unsigned long long *seq,
+    double *since_sync_ms);
+/* Lines of the syslog copy that could not be sent (0 without one). */
+unsigned long long audit_syslog_dropped(struct audit *a);
 
 #endif

@@ -58,6 +58,15 @@ struct audit {
 	int stop, reopen, faulted, writing;
 	atomic_int faulted_hint;   /* faulted, for lock-free readers */
 	unsigned long long records, failures, dropped;
+	/* Failures by kind (SPEC section 9), and a reopen that failed: the
+	 * trail counts as not writable (/readyz) until one succeeds; the
+	 * writer tries again every second. */
+	unsigned long long fail_write, fail_fsync, fail_reopen;
+	int reopen_failed;
+	double reopen_at;
+	/* For /metrics and /status, read without the lock: the last seq
+	 * written and when the file was last synced (time_ms). */
+	atomic_ullong seq_written, synced_ms;
 	/* writer thread only */
 	int fd;
 	off_t good_size;

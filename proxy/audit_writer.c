@@ -137,8 +137,10 @@ write_batch(struct audit *a, struct entry *batch, size_t n)
 	}
 	if (rc == 0) {
 		a->good_size += (off_t)total;
+		atomic_store(&a->seq_written, a->seq);
 		if (sync_now) {
 			a->last_sync = time_ms();
+			atomic_store(&a->synced_ms, (unsigned long long)a->last_sync);
 			a->dirty = 0;
 		} else if (a->fsync != FSYNC_NEVER) {
 			a->dirty = 1;
@@ -205,7 +207,7 @@ audit_file_open(struct audit *a, struct buf *err)
 
 /* SIGUSR1: the old file was renamed; the new one chains from its last
  * line and counts seq from 1. */
-static void
+static int
 do_reopen(struct audit *a)
 {
 	unsigned char last[32];
@@ -215,10 +217,11 @@ do_reopen(struct audit *a)
 
 	buf_init(&err);
 	if (audit_file_open(a, &err) == -1) {
-		log_err("%s", err.p);
+		log_err("%s (still writing the old file; trying again every "
+		    "second)", err.p);
 		a->fd = old;
 		buf_fini(&err);
-		return;
+		return -1;
 	}
 	close(old);
 	/* The chain goes on from our last line whatever the file holds; seq
@@ -231,6 +234,7 @@ do_reopen(struct audit *a)
 	memcpy(a->last, last, sizeof(last));
 	buf_fini(&err);
 	log_info("audit: reopened %s", a->path);
+	return 0;
 }
 
 /* Takes up to AUDIT_BATCH records off the queue (under mu). */
@@ -297,18 +301,25 @@ audit_writer_main(void *arg)
 	uv_mutex_lock(&a->mu);
 	for (;;) {
 		if (a->head == NULL && !a->stop && !a->reopen) {
-			if (a->faulted)
+			if (a->faulted || a->reopen_failed)
 				uv_cond_timedwait(&a->cond, &a->mu, 1000000000ull);
 			else if (a->dirty)
 				uv_cond_timedwait(&a->cond, &a->mu, 100000000ull);
 			else
 				uv_cond_wait(&a->cond, &a->mu);
 		}
-		if (a->reopen) {
+		if (a->reopen || (a->reopen_failed &&
+		    time_ms() - a->reopen_at >= 1000)) {
 			a->reopen = 0;
 			uv_mutex_unlock(&a->mu);
-			do_reopen(a);
+			rc = do_reopen(a);
 			uv_mutex_lock(&a->mu);
+			if (rc == -1 && !a->reopen_failed)
+				a->fail_reopen++;
+			if (rc == -1)
+				a->failures += !a->reopen_failed;
+			a->reopen_failed = rc == -1;
+			a->reopen_at = time_ms();
 		}
 		/* interval: sync at least every 100 ms while there is news. */
 		if (a->dirty && time_ms() - a->last_sync >= 100) {
@@ -316,6 +327,7 @@ audit_writer_main(void *arg)
 			if (fdatasync(a->fd) == -1)
 				log_err("audit: fdatasync: %s", strerror(errno));
 			a->last_sync = time_ms();
+			atomic_store(&a->synced_ms, (unsigned long long)a->last_sync);
 			uv_mutex_lock(&a->mu);
 			a->dirty = 0;
 		}
@@ -375,6 +387,10 @@ audit_writer_main(void *arg)
 			atomic_store(&a->faulted_hint, 1);
 			a->fault_at = time_ms();
 			a->failures++;
+			if (strncmp(a->fault_reason, "fdatasync", 9) == 0)
+				a->fail_fsync++;
+			else
+				a->fail_write++;
 			if (rec) {
 				batch = rec->next;
 				audit_entry_free(rec);

@@ -129,9 +129,10 @@ metrics_reload(int ok)
 
 void
 metrics_render(struct buf *o, unsigned long long connections,
-    unsigned long long audit_records, unsigned long long audit_failures,
-    int audit_writable, int draining)
+    const struct metrics_audit *au, int draining)
 {
+	unsigned long long kinds_sum = au->fail_write + au->fail_fsync +
+	    au->fail_reopen;
 	unsigned long long cum;
 	size_t i, j;
 
@@ -173,9 +174,21 @@ metrics_render(struct buf *o, unsigned long long connections,
 	buf_printf(o, "# HELP whmgate_audit_records_total Audit records written.\n"
 	    "# TYPE whmgate_audit_records_total counter\n"
 	    "whmgate_audit_records_total %llu\n"
-	    "# HELP whmgate_audit_failures_total Audit writes or records that failed.\n"
+	    "# HELP whmgate_audit_failures_total Audit failures by kind: write, "
+	    "fsync, reopen (after SIGUSR1), queue (records refused while the "
+	    "trail was faulted or its queue full).\n"
 	    "# TYPE whmgate_audit_failures_total counter\n"
-	    "whmgate_audit_failures_total %llu\n"
+	    "whmgate_audit_failures_total{kind=\"write\"} %llu\n"
+	    "whmgate_audit_failures_total{kind=\"fsync\"} %llu\n"
+	    "whmgate_audit_failures_total{kind=\"reopen\"} %llu\n"
+	    "whmgate_audit_failures_total{kind=\"queue\"} %llu\n"
+	    "# HELP whmgate_audit_seq The seq of the last audit line written.\n"
+	    "# TYPE whmgate_audit_seq gauge\n"
+	    "whmgate_audit_seq %llu\n"
+	    "# HELP whmgate_syslog_dropped_total Audit lines the syslog copy "
+	    "could not send.\n"
+	    "# TYPE whmgate_syslog_dropped_total counter\n"
+	    "whmgate_syslog_dropped_total %llu\n"
 	    "# HELP whmgate_audit_writable 1 while the audit trail can be written.\n"
 	    "# TYPE whmgate_audit_writable gauge\n"
 	    "whmgate_audit_writable %d\n"
@@ -185,7 +198,9 @@ metrics_render(struct buf *o, unsigned long long connections,
 	    "# HELP whmgate_connections Open client connections.\n"
 	    "# TYPE whmgate_connections gauge\n"
 	    "whmgate_connections %llu\n",
-	    audit_records, audit_failures, audit_writable, draining, connections);
+	    au->records, au->fail_write, au->fail_fsync, au->fail_reopen,
+	    au->failures > kinds_sum ? au->failures - kinds_sum : 0, au->seq,
+	    au->syslog_dropped, au->writable, draining, connections);
 }
 
 void

@@ -18,10 +18,16 @@ void metrics_request(const struct conf *c, const char *client,
     const char *function, const char *decision, double seconds);
 void metrics_upstream_error(const char *kind);
 void metrics_reload(int ok);
+/* What the audit trail says, for the exposition. */
+struct metrics_audit {
+	unsigned long long records, failures;       /* failures: all kinds */
+	unsigned long long fail_write, fail_fsync, fail_reopen;
+	unsigned long long seq, syslog_dropped;
+	int writable;
+};
 /* Appends the exposition; the gauges and audit counters are passed in. */
 void metrics_render(struct buf *out, unsigned long long connections,
-    unsigned long long audit_records, unsigned long long audit_failures,
-    int audit_writable, int draining);
+    const struct metrics_audit *au, int draining);
 /* Appends what the config in force says: whmgate_build_info{version} and
  * whmgate_client_key_expiry_timestamp_seconds{client} for each client with
  * an "expires" (c may be NULL: build info only). */

@@ -86,7 +86,8 @@ status_render(struct buf *o, const struct conf *c, struct audit *a,
 		"allowed", "401 unauthenticated", "403 forbidden",
 		"429 rate limited", "400 bad request", "503 unavailable"
 	};
-	unsigned long long tot[METRICS_NDECISIONS], errs[8];
+	unsigned long long tot[METRICS_NDECISIONS], errs[8], seq, fw, ff, fr;
+	double since;
 	char kinds[8][16];
 	size_t i, d, nk, open, idle, waiting;
 	int writable = audit_writable(a);
@@ -173,10 +174,24 @@ status_render(struct buf *o, const struct conf *c, struct audit *a,
 	    c->audit.fsync == FSYNC_INTERVAL ? "interval" : "never");
 	buf_printf(o, "</td></tr><tr><th>state</th><td class=\"%s\">%s</td></tr>",
 	    writable ? "ok" : "bad", writable ? "writable" : "NOT WRITABLE");
-	buf_adds(o, "<tr><th>records written</th>");
+	audit_position(a, &seq, &since);
+	audit_failure_kinds(a, &fw, &ff, &fr);
+	buf_adds(o, "<tr><th>last line (seq)</th>");
+	num(o, "audit", "seq", seq, 0);
+	buf_adds(o, "</tr><tr><th>last fsync</th>");
+	if (since < 0)
+		buf_adds(o, "<td class=\"muted\">none yet</td>");
+	else
+		buf_printf(o, "<td class=\"n\">%.1f s ago</td>", since / 1000);
+	buf_adds(o, "</tr><tr><th>records written</th>");
 	num(o, "audit", "records", audit_records_total(a), 0);
-	buf_adds(o, "</tr><tr><th>failures</th>");
+	buf_adds(o, "</tr><tr><th>failures (all kinds)</th>");
 	num(o, "audit", "failures", audit_failures_total(a), 1);
+	buf_adds(o, "</tr><tr><th>&nbsp;&nbsp;write / fsync / reopen</th>");
+	buf_printf(o, "<td class=\"n%s\">%llu / %llu / %llu</td></tr>",
+	    fw + ff + fr ? " bad" : "", fw, ff, fr);
+	buf_adds(o, "<tr><th>syslog lines dropped</th>");
+	num(o, "audit", "syslog_dropped", audit_syslog_dropped(a), 1);
 	buf_adds(o, "</tr></table>\n<p class=\"muted\">No secret and no parameter "
 	    "value is shown here. Machine-readable: <a href=\"/metrics\">/metrics"
 	    "</a>.</p></body></html>\n");

@@ -1010,7 +1010,8 @@ def test_ops_metrics(t):
     recs = g.audit()
     eq(mval(m1, "whmgate_audit_records_total"), len(recs),
        "whmgate_audit_records_total vs the lines in the audit file")
-    eq(mval(m1, "whmgate_audit_failures_total"), 0, "whmgate_audit_failures_total")
+    eq(msum(m1, "whmgate_audit_failures_total"), 0, "whmgate_audit_failures_total")
+    eq(mval(m1, "whmgate_audit_seq"), len(recs), "whmgate_audit_seq vs the audit file's lines")
     for secret, what in ((billing, "billing's key"), (support, "support's key"),
                          (stranger, "an unknown key"), (wrong, "a wrong key"),
                          (billing[5:20], "part of a key"), (t.session.token, "the WHM token"),
