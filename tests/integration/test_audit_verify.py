@@ -221,3 +221,53 @@ def test_audit_verify_unreadable_exit_2(t):
     eq(rc, 2, f"exit code for a gzip file cut short ({out!r})")
     rc, out = run_verify(t)
     eq(rc, 2, "exit code without a file")
+
+
+def readme_anchor_script():
+    """The cron.daily script of README.md, as written there."""
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "README.md")
+    with open(readme) as f:
+        text = f.read()
+    m = re.search(r"```sh\n(#!/bin/sh\n.*?whmgate-anchor.*?)```", text, re.S)
+    assert m, "no #!/bin/sh anchor script in README.md"
+    return m.group(1)
+
+
+def test_audit_verify_readme_anchor_script(t):
+    """13.4 The README's daily anchor script, run as written (its log
+    directory, `whmgate`, `logger` and `mail` pointed at this test's),
+    logs the head of a rotated trail; that head, given to --anchor,
+    catches lines cut off the trail afterwards."""
+    g, logdir = rotated_trail(t, 2)
+    bindir = os.path.join(t.dir, "bin")
+    os.makedirs(bindir)
+    out_log, out_mail = os.path.join(t.dir, "logger.out"), os.path.join(t.dir, "mail.out")
+    stubs = {"whmgate": f'exec {" ".join(shlex.quote(x) for x in [*t.session.wrapper, t.session.bin])} "$@"\n',
+             "logger": f'printf "%s\\n" "$*" >> {shlex.quote(out_log)}\n',
+             "mail": f'cat >> {shlex.quote(out_mail)}\n'}
+    for name, body in stubs.items():
+        p = os.path.join(bindir, name)
+        with open(p, "w") as f:
+            f.write("#!/bin/sh\n" + body)
+        os.chmod(p, 0o755)
+    script = readme_anchor_script().replace("/var/log/whmgate", logdir)
+    r = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                       env=dict(os.environ, PATH=bindir + ":" + os.environ["PATH"]),
+                       timeout=60 * t.session.slow)
+    eq(r.returncode, 0, f"exit code of the README script ({r.stderr.strip()})")
+    with open(out_log) as f:
+        logged = f.read().strip()
+    m = re.fullmatch(r"-t whmgate-anchor head (\d+):([0-9a-f]{64})", logged)
+    assert m, f"what the script logged: {logged!r}"
+    last = file_lines(os.path.join(logdir, "audit.jsonl"))
+    eq((int(m.group(1)), m.group(2)), (json.loads(last[-1])["seq"], sha(last[-1])),
+       "the head it logged")
+    with open(out_mail) as f:
+        assert f.read().startswith("OK: "), "the verdict mailed"
+    anchor = f"{m.group(1)}:{m.group(2)}"
+    with open(os.path.join(logdir, "audit.jsonl"), "wb") as f:
+        f.write(b"".join(x + b"\n" for x in last[:-2]))
+    rc, out = run_verify(t, shell=f"WHMGATE audit verify audit.jsonl* --anchor {anchor}",
+                         cwd=logdir)
+    eq(rc, 1, f"--anchor with the logged head after a cut ({out!r})")
