@@ -11,6 +11,7 @@ exactly the expected parameters.
 """
 import select
 import socket
+import threading
 import time
 from urllib.parse import quote
 
@@ -1248,4 +1249,106 @@ def test_attack_xmlapi(t):
            function="cpanel")
     T.twin("batch cpanel without xmlapi", T.get(bt + "command=" + enc(cp)),
            dict(V1, **{"command-0": cp}), function="batch")
+    T.finish()
+
+
+# ---------------------------------------------------------------- round 2
+
+def test_attack_round2(t):
+    """The classes of the second outside attack (issue "Hostile input,
+    round 2") that the tables above do not hold: deep pipelining answered
+    in order, a key percent-encoded in a refused path, a password in a
+    cPanel API 1 call's arg-N, U+2028 in a value, a body trickled under
+    the idle timeout. (The slow reader, the long last line and batch
+    amplification have their own tests: test_request_path.py,
+    test_audit_bounds.py, test_bounds.py.)"""
+    limits = dict(LIMITS, idle_timeout_ms=1000, body_timeout_ms=1500)
+    g, T = table(t, "round2", limits)
+    key = t.key("billing")
+
+    def send_one(raw):
+        c = T.connect()
+        try:
+            c.sendall(raw)
+            return read_response(c)
+        finally:
+            c.close()
+
+    # 3000 pipelined refusals in one write: every one answered, in order.
+    T.attacks += 1
+    s = T.connect()
+    try:
+        data = b"".join(T.get(f"/p{i}") for i in range(3000))
+        sender = threading.Thread(target=s.sendall, args=(data,))
+        sender.start()
+        buf, ids = bytearray(), []
+        for i in range(3000):
+            r = read_response(s, buf)
+            eq(r.status, 404, f"pipelined answer {i + 1}")
+            ids.append(r.header("X-Request-Id"))
+        sender.join()
+        g.wait_audit(lambda rs: sum(x["type"] == "deny" for x in rs) >= 3000,
+                     timeout=20 * t.session.slow, what="3000 deny records")
+        paths = {x["id"]: x["http"]["path"] for x in g.audit() if x["type"] == "deny"}
+        eq([paths.get(i) for i in ids[:5] + ids[-5:]],
+           [f"/p{i}" for i in list(range(5)) + list(range(2995, 3000))],
+           "deny records in the order of the answers")
+    except (AssertionError, OSError) as e:
+        T.fail("3000 pipelined refusals", e)
+    finally:
+        s.close()
+
+    # The key, percent-encoded, in a refused path: 400 and not in the trail.
+    T.attack("key percent-encoded in the path",
+             T.get("/json-api/%77" + key[1:]), *B400)
+
+    # A cPanel API 1 call's positional arguments are recorded redacted.
+    secret = "ApiOnePassw0rd"
+    r = send_one(T.get("/json-api/cpanel?api.version=1&cpanel_jsonapi_module=Email"
+                         "&cpanel_jsonapi_func=listpops&cpanel_jsonapi_user=cust1"
+                         f"&cpanel_jsonapi_apiversion=1&arg-0=box&arg-1={secret}"))
+    T.twins += 1
+    # U+2028 in a value: escaped in the trail, never raw.
+    r2 = send_one(T.get(GOOD + "&search=a%E2%80%A8b%E2%80%A9c"))
+    T.twins += 1
+    try:
+        eq((r.status, r2.status), (200, 200), "the API 1 call and the U+2028 call")
+        g.wait_audit(lambda rs: any(x.get("id") == r2.header("X-Request-Id") and
+                                    x["type"] == "response" for x in rs),
+                     what="the U+2028 call's response record")
+        with open(g.audit_path, "rb") as f:
+            trail = f.read()
+        for what, needle in (("the key", key[5:25].encode()), ("the API 1 password", secret.encode()),
+                             ("a raw U+2028", "\u2028".encode()), ("a raw U+2029", "\u2029".encode())):
+            assert needle not in trail, f"{what} in the audit trail"
+    except (AssertionError, OSError) as e:
+        T.fail("redaction and line separators in the trail", e)
+
+    # A body trickled a byte at a time, each pause under idle_timeout_ms:
+    # cut at body_timeout_ms with 408.
+    T.attacks += 1
+    s = T.connect()
+    try:
+        s.sendall(T.head("POST", "/json-api/listaccts", [("Content-Length", "1000")]))
+        stop = threading.Event()
+
+        def trickle():
+            while not stop.is_set():
+                try:
+                    s.send(b"a")
+                except OSError:
+                    return
+                time.sleep(0.2)
+        th = threading.Thread(target=trickle)
+        th.start()
+        try:
+            r = read_response(s)
+        finally:
+            stop.set()
+            th.join()
+        check_deny(g, check_error(r, *B408), *B408)
+    except (AssertionError, OSError) as e:
+        T.fail("body trickled under the idle timeout", e)
+    finally:
+        s.close()
     T.finish()
