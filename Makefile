@@ -35,7 +35,7 @@ DEB_PKGS += jq
 # audit verify reads .gz rotations through zlib.
 DEB_PKGS += zlib1g-dev
 
-CORE = util log conf http params auth policy outcome syslog audit_redact audit_record audit_tail audit audit_writer audit_verify limits
+CORE = util log conf http params target auth policy outcome syslog audit_redact audit_record audit_tail audit audit_writer audit_verify limits
 SRCS_CORE = $(CORE:%=proxy/%.c)
 SRCS_DAEMON = proxy/tls.c proxy/upcurl.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/req.c proxy/server.c proxy/admin.c proxy/main.c
 SRCS_DAEMON += proxy/notify.c proxy/status.c

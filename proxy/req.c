@@ -35,6 +35,7 @@
 #include "params.h"
 #include "policy.h"
 #include "server.h"
+#include "target.h"
 #include "upstream.h"
 #include "util.h"
 
@@ -437,53 +438,6 @@ req_peer_closed(struct req *r)
 
 /* ---- checks on the head: target, method, identity, media type ---- */
 
-static int
-check_target(struct req *r)
-{
-	const char *t = r->http.target, *q, *fn;
-	size_t plen, flen;
-
-	/* absolute-form, authority-form and asterisk-form are refused. */
-	if (t[0] != '/')
-		return 400;
-	q = strchr(t, '?');
-	plen = q ? (size_t)(q - t) : strlen(t);
-	r->path = arena_strndup(&r->arena, t, plen);
-	r->query = q ? q + 1 : "";
-	if (r->path == NULL)
-		return 400;
-	/* Ours are /json-api, /json-api/... and /xml-api/... (a fragment
-	 * aside); everything else is no path of WHM's API. */
-	flen = strcspn(r->path, "#");
-	if (strncmp(r->path, "/json-api/", 10) != 0 &&
-	    strncmp(r->path, "/xml-api/", 9) != 0 &&
-	    !(flen == 9 && strncmp(r->path, "/json-api", 9) == 0))
-		return 404;
-	/* The raw target must already be canonical: WHM would decode,
-	 * fold and strip a different spelling to some other function. */
-	if (strncmp(r->path, "/json-api/", 10) != 0)
-		return 400;
-	fn = r->path + 10;
-	if (!params_valid_function(fn) || strchr(t, '#'))
-		return 400;
-	r->function = fn;
-	return 0;
-}
-
-static int
-media_type_ok(const char *ct)
-{
-	size_t n;
-
-	if (ct == NULL)
-		return 1;
-	while (*ct == ' ' || *ct == '\t')
-		ct++;
-	n = strcspn(ct, "; \t");
-	return (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0) ||
-	    (n == 24 && strncasecmp(ct, "application/octet-stream", 24) == 0);
-}
-
 struct refusal {
 	int status;
 	const char *code, *reason;
@@ -509,7 +463,8 @@ head_checks(struct req *r, struct refusal *f)
 
 	if (r->srv->draining)
 		return refusal(f, 503, "shutting_down", "whmgate is shutting down");
-	if ((st = check_target(r)) != 0)
+	if ((st = target_parse(&r->arena, r->http.target, &r->path, &r->query,
+	    &r->function)) != 0)
 		return refusal(f, st, st == 404 ? "not_found" : "bad_request",
 		    st == 404 ? "no such path" : "request target not accepted");
 	if (r->http.method_id != HTTP_GET && r->http.method_id != HTTP_POST)
@@ -531,7 +486,7 @@ head_checks(struct req *r, struct refusal *f)
 	r->client = ar.client;
 	r->scheme = ar.scheme;
 	if (r->http.method_id == HTTP_POST &&
-	    (!media_type_ok(r->http.content_type) || r->http.content_encoding))
+	    (!target_media_ok(r->http.content_type) || r->http.content_encoding))
 		return refusal(f, 415, "unsupported_media_type",
 		    "body must be application/x-www-form-urlencoded");
 	return 0;
