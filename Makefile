@@ -25,9 +25,9 @@ DEB_PKGS = build-essential pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev
            libyajl-dev node-llhttp curl openssl python3 procps valgrind clang libclang-rt-14-dev rsyslog strace \
            nginx wrk
 
-CORE = util log conf http params auth policy outcome syslog audit limits
+CORE = util log conf http params auth policy outcome syslog audit limits record_read
 SRCS_CORE = $(CORE:%=proxy/%.c)
-SRCS_DAEMON = proxy/tls.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/req.c proxy/server.c proxy/admin.c proxy/main.c
+SRCS_DAEMON = proxy/tls.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/req.c proxy/server.c proxy/admin.c proxy/policy_tool.c proxy/main.c
 LLHTTP_SRCS = llhttp api http
 OBJS_CORE = $(CORE:%=$(BUILD)/%.o) $(LLHTTP_SRCS:%=$(BUILD)/llhttp_%.o)
 OBJS_DAEMON = $(SRCS_DAEMON:proxy/%.c=$(BUILD)/%.o)
@@ -86,7 +86,7 @@ test: deps
 # libFuzzer targets (tests/fuzz/fuzz_*.c) over the socket-free modules,
 # built with clang, ASan and UBSan. `make fuzz FUZZ_SECONDS=600` runs each
 # target that long on its seed corpus; findings land in build/fuzz/.
-FUZZ_TARGETS = http params policy conf outcome
+FUZZ_TARGETS = http params policy conf outcome records
 FUZZ_SECONDS ?= 60
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS = -std=c11 -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(CPPFLAGS) \

@@ -529,6 +529,16 @@ gen_event(const struct rec *x, yajl_gen g, const struct audit_event *ev)
 		gen_kv(g, "rule", ev->rule);
 		gen_kv(g, "code", ev->code);
 		gen_kv(g, "reason", ev->reason);
+		if (ev->cand) {
+			gen_s(g, "candidate");
+			yajl_gen_map_open(g);
+			gen_s(g, "allow");
+			yajl_gen_bool(g, ev->cand_allow);
+			gen_kv(g, "rule", ev->cand_rule);
+			gen_kv(g, "code", ev->cand_code);
+			gen_kv(g, "reason", ev->cand_reason);
+			yajl_gen_map_close(g);
+		}
 		yajl_gen_map_close(g);
 	}
 	if (ev->up_status >= 0) {

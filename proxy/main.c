@@ -13,6 +13,7 @@
 #include "conn.h"
 #include "log.h"
 #include "metrics.h"
+#include "policy_tool.h"
 #include "server.h"
 #include "tls.h"
 #include "upstream.h"
@@ -47,6 +48,7 @@ usage(FILE *f)
 	    "       whmgate -t [-c FILE]        check the config and exit\n"
 	    "       whmgate keygen              print a new client key and its sha256: line\n"
 	    "       whmgate audit verify FILE... [--key KEYFILE]\n"
+	    "       whmgate policy show|check|suggest|replay ...\n"
 	    "       whmgate -V | -h\n");
 }
 
@@ -260,6 +262,8 @@ main(int argc, char **argv)
 	if (argc >= 3 && strcmp(argv[1], "audit") == 0 &&
 	    strcmp(argv[2], "verify") == 0)
 		return cmd_verify(argc - 3, argv + 3);
+	if (argc >= 2 && strcmp(argv[1], "policy") == 0)
+		return policy_tool_main(argc - 2, argv + 2);
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-t") == 0)
 			check = 1;
@@ -309,6 +313,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
+		policy_tool_warnings(conf, stderr);
 		printf("%s: ok\n", conf_file);
 		server_tls_free(ctx, conf->ntls);
 		conf_unref(conf);

@@ -13,6 +13,9 @@ void metrics_init(void);
 void metrics_request(const struct conf *c, const char *client,
     const char *function, const char *decision, double seconds);
 void metrics_upstream_error(const char *kind);
+/* A call on which the client's candidate decided otherwise (section 12):
+ * would_refuse when allow let it through, else would_allow. */
+void metrics_candidate(const struct conf *c, const char *client, int allowed);
 void metrics_reload(int ok);
 /* Appends the exposition; the gauges and audit counters are passed in. */
 void metrics_render(struct buf *out, unsigned long long connections,
