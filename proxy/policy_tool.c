@@ -10,6 +10,7 @@
 #include "policy_tool.h"
 #include "audit.h"
 #include "conf.h"
+#include "http.h"
 #include "params.h"
 #include "policy.h"
 #include "record_read.h"
@@ -523,7 +524,8 @@ cmd_show(int argc, char **argv)
 static const char *
 code_of(int status)
 {
-	return status == 413 ? "payload_too_large" : "bad_request";
+	return status == 413 ? "payload_too_large" : status == 431 ?
+	    "headers_too_large" : "bad_request";
 }
 
 static void
@@ -535,6 +537,68 @@ print_decision(const char *prefix, const struct decision *d)
 		printf("%srefuse %s: %s\n", prefix, d->code, d->reason);
 }
 
+/* The request as the daemon reads it: a raw GET or POST of REQUEST
+ * through http.c (framing, control characters, sizes), then the target,
+ * the query and the body as req.c takes them. Returns 0, or -1 with
+ * *status and *why. */
+static int
+read_request(const struct conf *c, const char *req, const char *body,
+    struct arena *a, struct http_req *hr, const char **query, char **fn,
+    int *status, const char **why)
+{
+	struct http_parser hp;
+	enum http_event ev;
+	struct buf raw;
+	size_t used, off = 0;
+	const char *t, *q;
+	int rc = -1;
+
+	buf_init(&raw);
+	if (body)
+		buf_printf(&raw, "POST /json-api/%s HTTP/1.1\r\nHost: whmgate\r\n"
+		    "Content-Type: application/x-www-form-urlencoded\r\n"
+		    "Content-Length: %zu\r\n\r\n%s", req, strlen(body), body);
+	else
+		buf_printf(&raw, "GET /json-api/%s HTTP/1.1\r\nHost: whmgate\r\n"
+		    "\r\n", req);
+	memset(hr, 0, sizeof(*hr));
+	hr->arena = a;
+	http_parser_init(&hp, (size_t)c->limits.max_header_bytes,
+	    (size_t)c->limits.max_body_bytes);
+	http_begin(&hp, hr);
+	do {
+		ev = http_feed(&hp, raw.p + off, raw.len - off, &used);
+		off += used;
+	} while ((ev == HEV_HEAD || ev == HEV_MORE) && off < raw.len);
+	if (ev == HEV_HEAD || ev == HEV_MORE)
+		ev = http_feed(&hp, "", 0, &used);
+	if (ev == HEV_ERROR) {
+		*status = hp.status;
+		*why = hp.reason ? hp.reason : "malformed request";
+		goto out;
+	}
+	if (ev != HEV_DONE) {
+		*status = 400;
+		*why = "incomplete request";
+		goto out;
+	}
+	/* req.c's target rule: /json-api/<function>, no fragment. */
+	t = hr->target;
+	q = strchr(t, '?');
+	*fn = arena_strndup(a, t + 10, (q ? (size_t)(q - t) : strlen(t)) - 10);
+	*query = q ? q + 1 : "";
+	if (*fn == NULL || !params_valid_function(*fn) || strchr(t, '#')) {
+		*status = 400;
+		*why = "the path is not /json-api/<function>";
+		goto out;
+	}
+	rc = 0;
+out:
+	http_parser_fini(&hp);
+	buf_fini(&raw);
+	return rc;
+}
+
 static int
 cmd_check(int argc, char **argv)
 {
@@ -542,19 +606,18 @@ cmd_check(int argc, char **argv)
 	const struct client *cl;
 	struct params_limits lim;
 	struct decision d, cd;
+	struct http_req hr;
 	struct conf *c;
 	struct arena a;
 	struct call call;
 	const char *q, *why = NULL;
-	char fn[256];
-	size_t fl;
-	int k, post = 0, status = 400, rc;
+	char *fn;
+	int k, status = 400, rc;
 
 	for (k = 0; k < argc; k++) {
 		if (strcmp(argv[k], "-c") == 0 && k + 1 < argc)
 			file = argv[++k];
-		else if (strcmp(argv[k], "--post") == 0 && k + 2 < argc) {
-			post = 1;
+		else if (strcmp(argv[k], "--post") == 0 && k + 2 < argc && !req) {
 			req = argv[++k];
 			body = argv[++k];
 		} else if (argv[k][0] == '-' || (client && req)) {
@@ -578,34 +641,25 @@ cmd_check(int argc, char **argv)
 	}
 	lim.max_params = (size_t)c->limits.max_params;
 	lim.max_batch_calls = (size_t)c->limits.max_batch_calls;
-	q = strchr(req, '?');
-	fl = q ? (size_t)(q - req) : strlen(req);
-	q = q ? q + 1 : "";
 	arena_init(&a);
 	memset(&call, 0, sizeof(call));
-	if (fl >= sizeof(fn)) {
-		why = "not a function name";
-		goto bad;
-	}
-	memcpy(fn, req, fl);
-	fn[fl] = '\0';
-	/* Section 4, in the daemon's order: the target, then the
+	memset(&hr, 0, sizeof(hr));
+	/* Section 4, in the daemon's order: framing and target, then the
 	 * parameters of the query and the body, then the call. */
-	if (!params_valid_function(fn)) {
-		why = "the path is not /json-api/<function>";
+	if (read_request(c, req, body, &a, &hr, &q, &fn, &status, &why) == -1)
 		goto bad;
-	}
+	status = 400;
 	if (params_parse_limited(&a, &call.params, q, strlen(q), &lim, &status,
 	    &why) == -1)
 		goto bad;
-	if (post && body[0]) {
-		if (!params_body_ok(body, strlen(body))) {
+	if (hr.body.len) {
+		if (!params_body_ok(hr.body.p, hr.body.len)) {
 			status = 400;
 			why = "raw CR, LF or NUL in the body";
 			goto bad;
 		}
-		if (params_parse_limited(&a, &call.params, body, strlen(body),
-		    &lim, &status, &why) == -1)
+		if (params_parse_limited(&a, &call.params, hr.body.p,
+		    hr.body.len, &lim, &status, &why) == -1)
 			goto bad;
 	}
 	if (call_parse_limited(&a, &call, fn, &lim, &status, &why) == -1)
@@ -615,11 +669,13 @@ cmd_check(int argc, char **argv)
 	if (policy_check_candidate(cl, &call, &cd) != 1 && policy_differs(&d, &cd))
 		print_decision("candidate: ", &cd);
 	rc = d.allow ? 0 : 1;
+	buf_fini(&hr.body);
 	arena_fini(&a);
 	conf_unref(c);
 	return rc;
 bad:
 	printf("refuse %s: %s\n", code_of(status), why);
+	buf_fini(&hr.body);
 	arena_fini(&a);
 	conf_unref(c);
 	return 1;
