@@ -11,6 +11,35 @@
  * parameters) is still read, but nesting deeper than any record is not. */
 #define RECORD_MAX_BYTES (64u << 20)
 
+/* A record nests 4 deep; yajl_tree recurses as deep as the input does
+ * (parse and free), so a hostile line of a million '[' would overflow the
+ * stack. Depth counted outside strings. */
+#define RECORD_MAX_DEPTH 32
+
+static int
+too_deep(const char *s, size_t n)
+{
+	size_t i;
+	int depth = 0, in_str = 0;
+
+	for (i = 0; i < n; i++) {
+		if (in_str) {
+			if (s[i] == '\\')
+				i++;
+			else if (s[i] == '"')
+				in_str = 0;
+		} else if (s[i] == '"') {
+			in_str = 1;
+		} else if (s[i] == '[' || s[i] == '{') {
+			if (++depth > RECORD_MAX_DEPTH)
+				return 1;
+		} else if (s[i] == ']' || s[i] == '}') {
+			depth--;
+		}
+	}
+	return 0;
+}
+
 static yajl_val
 get(yajl_val v, const char *k)
 {
@@ -56,6 +85,8 @@ record_parse(const char *line, size_t len, struct record *r, char *err,
 		return fail(err, errlen, "line too long");
 	if (memchr(line, '\0', len))
 		return fail(err, errlen, "NUL byte in the line");
+	if (too_deep(line, len))
+		return fail(err, errlen, "nested deeper than any record");
 	if ((s = malloc(len + 1)) == NULL)
 		return fail(err, errlen, "out of memory");
 	memcpy(s, line, len);
