@@ -1187,7 +1187,7 @@ pstat_rule(struct buf *b, struct buf *note, const struct entry *e,
 			json_str(b, p->vals[i]);
 		}
 		buf_addc(b, ']');
-		buf_printf(note, "; %s: %zu value%s in %lu", p->name, p->nvals,
+		buf_printf(note, "; %s: %zu distinct value%s in %lu", p->name, p->nvals,
 		    p->nvals == 1 ? "" : "s", p->values);
 	} else {
 		struct buf pat;
