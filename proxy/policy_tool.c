@@ -28,6 +28,16 @@
 
 #define EXIT_USAGE 2
 
+/* qsort, but an empty array may have a NULL base (C11 7.22.5 says the
+ * pointer must be valid even for zero elements). */
+static void
+sort_n(void *base, size_t n, size_t size,
+    int (*cmp)(const void *, const void *))
+{
+	if (n > 1)
+		qsort(base, n, size, cmp);
+}
+
 static void
 usage(void)
 {
@@ -155,7 +165,7 @@ rule_json(struct buf *b, const struct allow_rule *r)
 
 	for (i = 0; i < r->ncons; i++)
 		v[i] = &r->cons[i];
-	qsort(v, r->ncons, sizeof(*v), cmp_cons);
+	sort_n(v, r->ncons, sizeof(*v), cmp_cons);
 	buf_addc(b, '{');
 	for (i = 0; i < r->ncons; i++) {
 		if (i)
@@ -183,7 +193,7 @@ sorted_rules(const struct allow_rule *rules, size_t n)
 
 	for (i = 0; i < n; i++)
 		v[i] = &rules[i];
-	qsort(v, n, sizeof(*v), cmp_rules);
+	sort_n(v, n, sizeof(*v), cmp_rules);
 	return v;
 }
 
@@ -276,7 +286,7 @@ rule_text(struct buf *b, const struct allow_rule *r, const char *indent)
 	v = xcalloc(r->ncons + 1, sizeof(*v));
 	for (i = 0; i < r->ncons; i++)
 		v[i] = &r->cons[i];
-	qsort(v, r->ncons, sizeof(*v), cmp_cons);
+	sort_n(v, r->ncons, sizeof(*v), cmp_cons);
 	for (i = 0; i < r->ncons; i++) {
 		buf_printf(b, "%s  %s: ", indent, v[i]->param);
 		constraint_text(b, v[i]);
@@ -1021,8 +1031,8 @@ on_suggest(void *arg, const char *file, unsigned long line,
 		return 0;
 	if (s->o->since && strcmp(r->ts, s->o->since) < 0)
 		return 0;
-	if (s->o->successful && bsearch(&r->id, s->ok_ids, s->nok,
-	    sizeof(char *), cmp_str) == NULL)
+	if (s->o->successful && (s->nok == 0 || bsearch(&r->id, s->ok_ids,
+	    s->nok, sizeof(char *), cmp_str) == NULL))
 		return 0;
 	if (record_call(r, &s->a, &s->lim, &call, &why) == -1) {
 		fprintf(stderr, "%s:%lu: skipped: %s\n", file, line, why);
@@ -1179,7 +1189,7 @@ pstat_rule(struct buf *b, struct buf *note, const struct entry *e,
 	}
 	buf_addc(b, '{');
 	if (p->nvals <= ENUM_MAX) {
-		qsort(p->vals, p->nvals, sizeof(char *), cmp_cstr);
+		sort_n(p->vals, p->nvals, sizeof(char *), cmp_cstr);
 		buf_adds(b, "\"enum\": [");
 		for (i = 0; i < p->nvals; i++) {
 			if (i)
@@ -1221,11 +1231,11 @@ print_suggestion(struct suggest *s)
 	    s->o->successful ? " (only calls WHM answered with result 1)" : "");
 	buf_adds(&b, "// Review before use: it allows what the trail shows, "
 	    "no more.\n\"clients\": {\n");
-	qsort(s->cs, s->ncs, sizeof(*s->cs), cmp_sclient);
+	sort_n(s->cs, s->ncs, sizeof(*s->cs), cmp_sclient);
 	for (i = 0; i < s->ncs; i++) {
 		struct sclient *c = &s->cs[i];
 
-		qsort(c->es, c->nes, sizeof(*c->es), cmp_entry);
+		sort_n(c->es, c->nes, sizeof(*c->es), cmp_entry);
 		buf_printf(&b, "  // %s: %lu call%s\n  ", c->id, c->calls,
 		    c->calls == 1 ? "" : "s");
 		json_str(&b, c->id);
@@ -1233,7 +1243,7 @@ print_suggestion(struct suggest *s)
 		for (j = 0; j < c->nes; j++) {
 			struct entry *e = &c->es[j];
 
-			qsort(e->ps, e->nps, sizeof(*e->ps), cmp_pstat);
+			sort_n(e->ps, e->nps, sizeof(*e->ps), cmp_pstat);
 			buf_init(&rule);
 			buf_init(&note);
 			nrules = 0;
@@ -1319,7 +1329,7 @@ cmd_suggest(int argc, char **argv)
 	if (rc == 0 && o.successful) {
 		if (walk(&o, collect_ok, &s) == -1)
 			rc = EXIT_USAGE;
-		qsort(s.ok_ids, s.nok, sizeof(char *), cmp_str);
+		sort_n(s.ok_ids, s.nok, sizeof(char *), cmp_str);
 	}
 	if (rc == 0 && walk(&o, on_suggest, &s) == -1)
 		rc = EXIT_USAGE;
@@ -1472,7 +1482,7 @@ cmd_replay(int argc, char **argv)
 		    p.records == 1 ? "" : "s", o.file, p.calls,
 		    p.calls == 1 ? "" : "s", p.refuse, p.allow, p.unknown,
 		    p.skipped ? ", some skipped (see above)" : "");
-		qsort(p.fl, p.nfl, sizeof(*p.fl), cmp_flip);
+		sort_n(p.fl, p.nfl, sizeof(*p.fl), cmp_flip);
 		for (i = 0; i < p.nfl; i++)
 			printf("%s %s %s %s: %lu call%s (e.g. %s)\n",
 			    p.fl[i].kind, p.fl[i].client, p.fl[i].function,
