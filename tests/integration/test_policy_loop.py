@@ -364,3 +364,68 @@ def test_policy_trail_hostile(t):
                  ("suggest", os.path.join(t.dir, "none.jsonl"))):
         rc, out, err = tool(t, *args)
         eq((rc, out), (2, ""), f"policy {args}")
+
+
+def synthetic_trail(path, client, fn, values, param="v"):
+    """An audit file of request records (no chain) for fn with one
+    parameter taking each value in turn."""
+    with open(path, "w") as f:
+        for i, v in enumerate(values):
+            rec = {"ts": f"2026-01-01T00:00:{i % 60:02d}.000000Z", "instance": "t",
+                   "type": "request", "id": f"{i:024x}", "seq": i + 1,
+                   "client": {"id": client, "ip": "127.0.0.1", "port": 1, "auth": "bearer"},
+                   "http": {"method": "GET", "path": f"/json-api/{fn}"},
+                   "whm": {"function": fn, "user": "root", "target": None,
+                           "params": {"api.version": "1", param: v}},
+                   "decision": {"allow": True, "rule": "x", "code": None, "reason": None}}
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def test_policy_suggest_patterns(t):
+    """Covering patterns, for value families with ERE and bracket
+    specials (] ^ [ - \\ . $ *), spaces, empty values, non-ASCII and long
+    values: suggest's pattern is accepted by -t, a replay of the same trail
+    under it flips nothing (every value matches), and for printable ASCII
+    a value with a character never seen is refused by policy check."""
+    import random
+    rnd = random.Random(14)
+    low = "abcdefghijklmnopqrstuvwxyz"
+
+    def word(alpha, lo, hi):
+        return "".join(rnd.choice(alpha) for _ in range(rnd.randint(lo, hi)))
+    families = {
+        "names": ([word(low, 1, 1) + word(low + "0123456789", 2, 11) for _ in range(40)], "%"),
+        "emails": ([word(low, 3, 8) + rnd.choice(".+-_") + word(low, 2, 5) + "@" +
+                    word(low, 3, 6) + ".example" for _ in range(40)], "!"),
+        "specials": ([word("]^[-\\.$*(){}|?+ ", 1, 9) for _ in range(40)], "a"),
+        "caret-only": (["^" * n for n in range(1, 14)], "a"),
+        "with-empty": ([""] + [word("0123456789", 1, 4) for _ in range(30)], "x"),
+        "unicode": (["caf\u00e9-" + word(low, 1, 5) for _ in range(20)], None),
+        "long": ([word(low, 1200, 1500) for _ in range(12)], "Z"),
+    }
+    conf = t.conf()
+    conf_path = os.path.join(t.dir, "base.json")
+    for name, (values, outsider) in families.items():
+        eq(len(set(values)) > 10, True, f"{name}: more than 10 distinct values")
+        trail = os.path.join(t.dir, f"{name}.jsonl")
+        synthetic_trail(trail, "billing", "accountsummary", values)
+        rc, text, err = tool(t, "suggest", trail)
+        eq(rc, 0, f"{name}: suggest ({err!r})")
+        rule = suggestion_allow(text, "billing")["accountsummary"]["v"]
+        if "pattern" not in rule or "enum" in rule:
+            raise AssertionError(f"{name}: {rule}")
+        c = copy.deepcopy(conf)
+        c["clients"]["billing"]["allow"] = {"accountsummary": {"v": rule}}
+        with open(conf_path, "w") as f:
+            json.dump(c, f)
+        r = t.run_bin("-t", "-c", conf_path)
+        eq(r.returncode, 0, f"{name}: -t on {rule} ({r.stderr!r})")
+        rc, out, err = tool(t, "replay", "-c", conf_path, trail)
+        eq(rc, 0, f"{name}: replay under {rule!r}: {out!r}")
+        if f"{len(values)} calls re-decided, 0 would now be refused" not in out:
+            raise AssertionError(f"{name}: {out!r}")
+        if outsider is not None:
+            v = values[1][:3] + outsider
+            rc, out, err = tool(t, "check", "-c", conf_path, "billing",
+                                "accountsummary?" + urlencode({"v": v}))
+            eq(rc, 1, f"{name}: {v!r} under {rule['pattern']!r}: {out}")
