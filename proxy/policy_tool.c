@@ -734,6 +734,14 @@ parse_opts(int argc, char **argv, struct opts *o, int need_conf)
 	if (o->nfiles == 0 || (need_conf && o->file == NULL) ||
 	    (o->key && !o->verify))
 		return -1;
+	/* Standard input is read once: not by --verify and then again, nor
+	 * by --successful's two passes. */
+	for (k = 0; k < o->nfiles; k++)
+		if (strcmp(o->files[k], "-") == 0 && (o->verify || o->successful)) {
+			fputs("standard input cannot be read twice (--verify, "
+			    "--successful): give a file\n", stderr);
+			return -1;
+		}
 	return 0;
 }
 

@@ -252,6 +252,13 @@ def test_policy_suggest_options(t):
     eq(r.returncode, 0, "suggest FILE -")
     if b"// support: 2 calls" not in r.stdout:
         raise AssertionError(r.stdout)
+    # standard input is read once: not with --successful or --verify
+    for opt in ("--successful", "--verify"):
+        r = subprocess.run([s.bin, "policy", "suggest", "-", opt], input=data,
+                           capture_output=True, cwd=t.dir, timeout=60)
+        eq((r.returncode, r.stdout), (2, b""), f"suggest - {opt}")
+        if b"standard input cannot be read twice" not in r.stderr:
+            raise AssertionError(r.stderr)
 
 
 def test_policy_replay_unknown_and_clients(t):
