@@ -642,6 +642,10 @@ cmd_check(int argc, char **argv)
 		usage();
 		return EXIT_USAGE;
 	}
+	/* A request pasted with its path ('/json-api/fn?...') is the same
+	 * request. */
+	if (strncmp(req, "/json-api/", 10) == 0)
+		req += 10;
 	if ((c = load(file)) == NULL)
 		return EXIT_USAGE;
 	if ((cl = conf_client(c, client)) == NULL) {
