@@ -324,6 +324,7 @@ def test_policy_trail_hostile(t):
         (b"[1,2,3]", "not a JSON object"),
         (b'{"ts":"x","type":"launch","id":"1"}', "unknown record type"),
         (b"[" * 100000, "nested deeper than any record"),
+        (b"[" * 500000 + b"]" * 500000, "nested deeper than any record"),
         (b'{"ts":"x","type":"request","id":"1","whm":{"function":"f","params":7}}',
          "is not an object"),
         (b"\x00\xff\xfe", "NUL byte"),
