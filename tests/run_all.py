@@ -61,7 +61,7 @@ def main():
             total_f += f
     if a.fuzz_seconds and not a.unit_only:
         p, f = run("fuzz", ["tests/fuzz/run.sh", str(a.fuzz_seconds),
-                            "http", "params", "policy", "conf", "outcome"])
+                            "http", "params", "policy", "conf", "outcome", "records"])
         total_p += p
         total_f += f
     if not a.unit_only:
