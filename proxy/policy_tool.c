@@ -1184,6 +1184,21 @@ cmp_cstr(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* A parameter name in a // comment: the client chose it, and a line
+ * break in it would end the comment and put its rest into the config. */
+static void
+note_name(struct buf *note, const char *name)
+{
+	const unsigned char *p;
+
+	buf_adds(note, "; ");
+	for (p = (const unsigned char *)name; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			buf_printf(note, "\\x%02x", *p);
+		else
+			buf_addc(note, (char)*p);
+}
+
 /* One parameter's rule, or nothing to say (returns 0). */
 static int
 pstat_rule(struct buf *b, struct buf *note, const struct entry *e,
@@ -1193,7 +1208,8 @@ pstat_rule(struct buf *b, struct buf *note, const struct entry *e,
 	size_t i;
 
 	if (p->redacted) {
-		buf_printf(note, "; %s: redacted, no value rule", p->name);
+		note_name(note, p->name);
+		buf_adds(note, ": redacted, no value rule");
 		if (!required)
 			return 0;
 		buf_adds(b, "{\"required\": true}");
@@ -1209,7 +1225,8 @@ pstat_rule(struct buf *b, struct buf *note, const struct entry *e,
 			json_str(b, p->vals[i]);
 		}
 		buf_addc(b, ']');
-		buf_printf(note, "; %s: %zu distinct value%s in %lu", p->name, p->nvals,
+		note_name(note, p->name);
+		buf_printf(note, ": %zu distinct value%s in %lu", p->nvals,
 		    p->nvals == 1 ? "" : "s", p->values);
 	} else {
 		struct buf pat;
@@ -1219,8 +1236,9 @@ pstat_rule(struct buf *b, struct buf *note, const struct entry *e,
 		buf_adds(b, "\"pattern\": ");
 		json_str(b, pat.p);
 		buf_fini(&pat);
-		buf_printf(note, "; %s: more than %d values in %lu, lengths "
-		    "%zu-%zu", p->name, ENUM_MAX, p->values,
+		note_name(note, p->name);
+		buf_printf(note, ": more than %d values in %lu, lengths "
+		    "%zu-%zu", ENUM_MAX, p->values,
 		    p->has_empty ? 0 : p->minlen, p->maxlen);
 	}
 	if (required)

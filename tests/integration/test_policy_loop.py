@@ -437,3 +437,26 @@ def test_policy_suggest_patterns(t):
             rc, out, err = tool(t, "check", "-c", conf_path, "billing",
                                 "accountsummary?" + urlencode({"v": v}))
             eq(rc, 1, f"{name}: {v!r} under {rule['pattern']!r}: {out}")
+
+
+def test_policy_suggest_comment_injection(t):
+    """Parameter names are the client's: one holding a line break must not
+    end suggest's // comment and put its rest into the config. The
+    suggestion (comments kept) still passes -t and allows exactly the one
+    function the trail shows."""
+    name = 'x\n      "removeacct": {},\n//'
+    trail = os.path.join(t.dir, "inject.jsonl")
+    synthetic_trail(trail, "billing", "listaccts", ["a", "b"], param=name)
+    rc, text, err = tool(t, "suggest", trail)
+    eq(rc, 0, f"suggest ({err!r})")
+    conf = t.conf()
+    conf["clients"] = {"billing": conf["clients"]["billing"]}
+    path = os.path.join(t.dir, "inject.json")
+    with open(path, "w") as f:
+        f.write(with_suggestion(t, conf, text))
+    r = t.run_bin("-t", "-c", path)
+    eq(r.returncode, 0, f"-t ({r.stderr!r})")
+    r = t.run_bin("policy", "show", "-c", path, "--json")
+    eq(r.returncode, 0, "show")
+    eq(sorted(json.loads(r.stdout)["clients"]["billing"]["allow"]), ["listaccts"],
+       "functions the suggestion allows")
