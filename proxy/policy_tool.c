@@ -1187,11 +1187,10 @@ cmp_cstr(const void *a, const void *b)
 /* A parameter name in a // comment: the client chose it, and a line
  * break in it would end the comment and put its rest into the config. */
 static void
-note_name(struct buf *note, const char *name)
+comment_str(struct buf *note, const char *name)
 {
 	const unsigned char *p;
 
-	buf_adds(note, "; ");
 	for (p = (const unsigned char *)name; *p; p++)
 		if (*p < 0x20 || *p == 0x7f)
 			buf_printf(note, "\\x%02x", *p);
@@ -1208,7 +1207,8 @@ pstat_rule(struct buf *b, struct buf *note, const struct entry *e,
 	size_t i;
 
 	if (p->redacted) {
-		note_name(note, p->name);
+		buf_adds(note, "; ");
+		comment_str(note, p->name);
 		buf_adds(note, ": redacted, no value rule");
 		if (!required)
 			return 0;
@@ -1225,7 +1225,8 @@ pstat_rule(struct buf *b, struct buf *note, const struct entry *e,
 			json_str(b, p->vals[i]);
 		}
 		buf_addc(b, ']');
-		note_name(note, p->name);
+		buf_adds(note, "; ");
+		comment_str(note, p->name);
 		buf_printf(note, ": %zu distinct value%s in %lu", p->nvals,
 		    p->nvals == 1 ? "" : "s", p->values);
 	} else {
@@ -1236,7 +1237,8 @@ pstat_rule(struct buf *b, struct buf *note, const struct entry *e,
 		buf_adds(b, "\"pattern\": ");
 		json_str(b, pat.p);
 		buf_fini(&pat);
-		note_name(note, p->name);
+		buf_adds(note, "; ");
+		comment_str(note, p->name);
 		buf_printf(note, ": more than %d values in %lu, lengths "
 		    "%zu-%zu", ENUM_MAX, p->values,
 		    p->has_empty ? 0 : p->minlen, p->maxlen);
@@ -1266,7 +1268,9 @@ print_suggestion(struct suggest *s)
 		struct sclient *c = &s->cs[i];
 
 		sort_n(c->es, c->nes, sizeof(*c->es), cmp_entry);
-		buf_printf(&b, "  // %s: %lu call%s\n  ", c->id, c->calls,
+		buf_adds(&b, "  // ");
+		comment_str(&b, c->id);      /* a forged trail's id */
+		buf_printf(&b, ": %lu call%s\n  ", c->calls,
 		    c->calls == 1 ? "" : "s");
 		json_str(&b, c->id);
 		buf_adds(&b, ": {\n    \"allow\": {\n");
