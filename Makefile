@@ -35,9 +35,9 @@ DEB_PKGS += jq
 # audit verify reads .gz rotations through zlib.
 DEB_PKGS += zlib1g-dev
 
-CORE = util log conf http params target auth policy outcome syslog audit_redact audit_record audit_tail audit audit_writer audit_verify limits
+CORE = util log conf http params target auth policy outcome syslog audit_redact audit_record audit_tail audit audit_writer audit_verify limits record_read
 SRCS_CORE = $(CORE:%=proxy/%.c)
-SRCS_DAEMON = proxy/tls.c proxy/upcurl.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/req.c proxy/server.c proxy/admin.c proxy/main.c
+SRCS_DAEMON = proxy/tls.c proxy/upcurl.c proxy/upstream.c proxy/metrics.c proxy/conn.c proxy/req.c proxy/server.c proxy/admin.c proxy/policy_tool.c proxy/main.c
 SRCS_DAEMON += proxy/notify.c proxy/status.c
 LLHTTP_SRCS = llhttp api http
 OBJS_CORE = $(CORE:%=$(BUILD)/%.o) $(LLHTTP_SRCS:%=$(BUILD)/llhttp_%.o)
@@ -99,6 +99,7 @@ test: deps
 # target that long on its seed corpus; findings land in build/fuzz/.
 FUZZ_TARGETS = http params policy conf outcome
 FUZZ_TARGETS += audit_record
+FUZZ_TARGETS += records
 FUZZ_SECONDS ?= 60
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS = -std=c11 -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(CPPFLAGS) \

@@ -635,6 +635,18 @@ gen_event(const struct rec *x, struct audit_gen *g, const struct audit_event *ev
 		gen_kv(g, "code", ev->code);
 		gen_k(g, "reason");
 		gen_str(x, g, ev->reason);
+		/* Section 12: the candidate's, where it differs. */
+		if (ev->cand) {
+			gen_k(g, "candidate");
+			yajl_gen_map_open(g->g);
+			gen_k(g, "allow");
+			yajl_gen_bool(g->g, ev->cand_allow);
+			gen_kv(g, "rule", ev->cand_rule);
+			gen_kv(g, "code", ev->cand_code);
+			gen_k(g, "reason");
+			gen_str(x, g, ev->cand_reason);
+			yajl_gen_map_close(g->g);
+		}
 		yajl_gen_map_close(g->g);
 	}
 	if (ev->up_status >= 0) {

@@ -49,6 +49,9 @@ struct audit_event {
 	const struct outcome *outcome;
 	int decision;               /* 1 allow, 0 deny, -1 omit */
 	const char *rule, *code, *reason;
+	int cand;                   /* 1: decision.candidate (section 12) */
+	int cand_allow;
+	const char *cand_rule, *cand_code, *cand_reason;
 	int up_status;              /* upstream block when up_status >= 0 */
 	double up_ms;
 	unsigned long long up_bytes;

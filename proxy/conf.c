@@ -1126,6 +1126,8 @@ co_pattern(struct loader *l, yajl_val v, const char *path, void *arg)
 		return;
 	}
 	co->has_pattern = 1;
+	free(co->pattern);
+	co->pattern = xstrdup(v->u.string);
 }
 
 static void
@@ -1171,7 +1173,8 @@ valid_allow_name(const char *name)
 }
 
 static void
-load_allow(struct loader *l, yajl_val v, const char *path, struct client *cl)
+load_allow(struct loader *l, yajl_val v, const char *path,
+    struct allow_rule **rules, size_t *nrules)
 {
 	struct allow_rule *r;
 	struct constraint *co;
@@ -1181,7 +1184,7 @@ load_allow(struct loader *l, yajl_val v, const char *path, struct client *cl)
 
 	if (expect_object(l, v, path) == -1)
 		return;
-	cl->allow = xcalloc(v->u.object.len + 1, sizeof(*cl->allow));
+	*rules = xcalloc(v->u.object.len + 1, sizeof(**rules));
 	for (i = 0; i < v->u.object.len; i++) {
 		rp = path_key(path, v->u.object.keys[i]);
 		if (!valid_allow_name(v->u.object.keys[i])) {
@@ -1195,7 +1198,7 @@ load_allow(struct loader *l, yajl_val v, const char *path, struct client *cl)
 			free(rp);
 			continue;
 		}
-		r = &cl->allow[cl->nallow++];
+		r = &(*rules)[(*nrules)++];
 		r->name = xstrdup(v->u.object.keys[i]);
 		r->path = rp;
 		cv = v->u.object.values[i];
@@ -1226,17 +1229,44 @@ load_allow(struct loader *l, yajl_val v, const char *path, struct client *cl)
 	}
 }
 
+/* "any" (section 12) or an object of entries. */
 static void
 cl_allow(struct loader *l, yajl_val v, const char *path, void *arg)
 {
-	load_allow(l, v, path, arg);
+	struct client *cl = arg;
+
+	free(cl->allow_path);
+	cl->allow_path = xstrdup(path);
+	if (YAJL_IS_STRING(v) && strcmp(v->u.string, "any") == 0)
+		cl->allow_any = 1;
+	else if (YAJL_IS_STRING(v))
+		conf_err(l, path, "must be an object or \"any\"");
+	else
+		load_allow(l, v, path, &cl->allow, &cl->nallow);
+}
+
+static void
+cl_candidate(struct loader *l, yajl_val v, const char *path, void *arg)
+{
+	struct client *cl = arg;
+
+	free(cl->cand_path);
+	cl->cand_path = xstrdup(path);
+	cl->has_candidate = 1;
+	if (YAJL_IS_STRING(v) && strcmp(v->u.string, "any") == 0)
+		cl->cand_any = 1;
+	else if (YAJL_IS_STRING(v))
+		conf_err(l, path, "must be an object or \"any\"");
+	else
+		load_allow(l, v, path, &cl->cand, &cl->ncand);
 }
 
 static const struct field client_fields[] = {
 	{ "keys", cl_keys }, { "certs", cl_certs }, { "source", cl_source },
 	{ "expires", cl_expires }, { "whm_user", cl_whm_user },
 	{ "whm_token", cl_whm_token }, { "rate", cl_rate },
-	{ "max_inflight", cl_inflight }, { "allow", cl_allow }, { NULL, NULL }
+	{ "max_inflight", cl_inflight }, { "allow", cl_allow },
+	{ "candidate", cl_candidate }, { NULL, NULL }
 };
 
 static void
@@ -1270,7 +1300,7 @@ f_clients(struct loader *l, yajl_val v, const char *path, void *arg)
 			    (const char *[]){ "whm_token", NULL },
 			    yajl_t_any) == NULL)
 				conf_err(l, p, "\"whm_token\" is required");
-			if (cl->allow == NULL)
+			if (cl->allow == NULL && !cl->allow_any)
 				conf_err(l, p, "\"allow\" is required "
 				    "(deny by default)");
 		}
@@ -1534,22 +1564,16 @@ conf_ref(struct conf *c)
 }
 
 static void
-client_fini(struct client *cl)
+rules_free(struct allow_rule *rules, size_t n)
 {
 	size_t i, j;
 
-	free(cl->id);
-	free(cl->keys);
-	free(cl->certs);
-	free(cl->source);
-	free(cl->whm_user);
-	free(cl->whm_token_file);
-	secret_free(cl->whm_token);
-	for (i = 0; i < cl->nallow; i++) {
-		struct allow_rule *r = &cl->allow[i];
+	for (i = 0; i < n; i++) {
+		struct allow_rule *r = &rules[i];
 		for (j = 0; j < r->ncons; j++) {
 			free(r->cons[j].param);
 			free(r->cons[j].path);
+			free(r->cons[j].pattern);
 			free_strings(r->cons[j].enums, r->cons[j].nenums);
 			if (r->cons[j].has_pattern)
 				regfree(&r->cons[j].re);
@@ -1558,7 +1582,23 @@ client_fini(struct client *cl)
 		free(r->name);
 		free(r->path);
 	}
-	free(cl->allow);
+	free(rules);
+}
+
+static void
+client_fini(struct client *cl)
+{
+	free(cl->id);
+	free(cl->keys);
+	free(cl->certs);
+	free(cl->source);
+	free(cl->whm_user);
+	free(cl->whm_token_file);
+	secret_free(cl->whm_token);
+	rules_free(cl->allow, cl->nallow);
+	rules_free(cl->cand, cl->ncand);
+	free(cl->allow_path);
+	free(cl->cand_path);
 }
 
 void
@@ -1618,5 +1658,16 @@ conf_allow(const struct client *cl, const char *name)
 	for (i = 0; i < cl->nallow; i++)
 		if (strcmp(cl->allow[i].name, name) == 0)
 			return &cl->allow[i];
+	return NULL;
+}
+
+const struct allow_rule *
+conf_candidate(const struct client *cl, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < cl->ncand; i++)
+		if (strcmp(cl->cand[i].name, name) == 0)
+			return &cl->cand[i];
 	return NULL;
 }

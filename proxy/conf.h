@@ -29,6 +29,7 @@ struct constraint {
 	int has_enum;
 	int has_pattern;
 	regex_t re;             /* compiled once at load, anchored to the whole value */
+	char *pattern;          /* the ERE as written (policy show) */
 	int required;
 	int absent;
 };
@@ -59,6 +60,13 @@ struct client {
 	long max_inflight;           /* 0: unlimited */
 	struct allow_rule *allow;
 	size_t nallow;
+	/* SPEC section 12: "allow": "any" and a candidate tried in shadow. */
+	int allow_any;               /* every function and parameter */
+	char *allow_path;            /* "$.clients.<id>.allow" */
+	struct allow_rule *cand;     /* the candidate's entries */
+	size_t ncand;
+	int has_candidate, cand_any;
+	char *cand_path;             /* "$.clients.<id>.candidate" */
 };
 
 /* One listen_tls entry. */
@@ -132,6 +140,9 @@ void conf_unref(struct conf *c);     /* frees at zero; NULL is a no-op */
 
 const struct client *conf_client(const struct conf *c, const char *id);
 const struct allow_rule *conf_allow(const struct client *cl, const char *name);
+/* The candidate's entry for name, or NULL (section 12). */
+const struct allow_rule *conf_candidate(const struct client *cl,
+    const char *name);
 
 struct sockaddr_storage;
 /* "a.b.c.d:port" or "[v6]:port" (numeric only) to a socket address.

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "policy_tool.h"
 #include "server.h"
 #include "tls.h"
 #include "upstream.h"
@@ -69,6 +70,8 @@ usage(FILE *f)
 	    "       whmgate reload [-c FILE] --pid PID [--timeout SECONDS]\n"
 	    "                                   check FILE, send SIGHUP to PID, wait for\n"
 	    "                                   its verdict (0 reloaded, 1 refused)\n"
+	    "       whmgate policy show|check|suggest|replay ...\n"
+	    "                                   the policy tools (see whmgate(8))\n"
 	    "       whmgate -V | --version      version, and the libraries it runs on\n"
 	    "       whmgate -h | --help         this text\n"
 	    "signals: HUP reload, USR1 reopen the audit file, TERM/INT drain and stop\n"
@@ -640,6 +643,8 @@ main(int argc, char **argv)
 		return cmd_verify(argc - 3, argv + 3);
 	if (argc >= 2 && strcmp(argv[1], "reload") == 0)
 		return cmd_reload(argc - 2, argv + 2);
+	if (argc >= 2 && strcmp(argv[1], "policy") == 0)
+		return policy_tool_main(argc - 2, argv + 2);
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-t") == 0)
 			check = 1;
@@ -680,6 +685,7 @@ main(int argc, char **argv)
 		return 1;
 	buf_init(&errs);
 	if (check) {
+		policy_tool_warnings(conf, stderr);
 		printf("%s: ok\n", conf_file);
 		server_tls_free(ctx, conf->ntls);
 		conf_unref(conf);

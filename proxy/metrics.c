@@ -44,6 +44,13 @@ static struct {
 	unsigned long long n;
 } kinds[METRICS_KINDS];
 static unsigned long long reload_ok, reload_fail;
+/* whmgate_candidate_mismatches_total: [client][would_refuse, would_allow],
+ * clients by their index in the conf of the call (bounded). */
+#define METRICS_CAND 256
+static struct {
+	char client[65];
+	unsigned long long n[2];
+} cand[METRICS_CAND];
 
 void
 metrics_init(void)
@@ -57,7 +64,8 @@ function_known(const struct conf *c, const char *fn)
 	size_t i;
 
 	for (i = 0; c && fn && i < c->nclients; i++)
-		if (conf_allow(&c->clients[i], fn))
+		if (conf_allow(&c->clients[i], fn) ||
+		    conf_candidate(&c->clients[i], fn))
 			return 1;
 	return 0;
 }
@@ -117,6 +125,24 @@ metrics_upstream_error(const char *kind)
 }
 
 void
+metrics_candidate(const struct conf *c, const char *client, int allowed)
+{
+	const char *cl = client && c && conf_client(c, client) ? client : "unknown";
+	size_t i;
+
+	uv_mutex_lock(&mu);
+	for (i = 0; i < METRICS_CAND && cand[i].client[0]; i++)
+		if (strcmp(cand[i].client, cl) == 0)
+			break;
+	if (i < METRICS_CAND) {
+		if (cand[i].client[0] == '\0')
+			snprintf(cand[i].client, sizeof(cand[i].client), "%s", cl);
+		cand[i].n[allowed ? 0 : 1]++;
+	}
+	uv_mutex_unlock(&mu);
+}
+
+void
 metrics_reload(int ok)
 {
 	uv_mutex_lock(&mu);
@@ -165,6 +191,15 @@ metrics_render(struct buf *o, unsigned long long connections,
 	for (i = 0; i < METRICS_KINDS && kinds[i].kind[0]; i++)
 		buf_printf(o, "whmgate_upstream_errors_total{kind=\"%s\"} %llu\n",
 		    kinds[i].kind, kinds[i].n);
+	buf_adds(o, "# HELP whmgate_candidate_mismatches_total Calls the "
+	    "candidate policy decided otherwise.\n"
+	    "# TYPE whmgate_candidate_mismatches_total counter\n");
+	for (i = 0; i < METRICS_CAND && cand[i].client[0]; i++)
+		buf_printf(o, "whmgate_candidate_mismatches_total{client=\"%s\","
+		    "kind=\"would_refuse\"} %llu\n"
+		    "whmgate_candidate_mismatches_total{client=\"%s\","
+		    "kind=\"would_allow\"} %llu\n", cand[i].client,
+		    cand[i].n[0], cand[i].client, cand[i].n[1]);
 	buf_printf(o, "# HELP whmgate_config_reloads_total Reloads by result.\n"
 	    "# TYPE whmgate_config_reloads_total counter\n"
 	    "whmgate_config_reloads_total{result=\"ok\"} %llu\n"
@@ -256,4 +291,20 @@ metrics_upstream_kinds(char kind[][16], unsigned long long *n, size_t max)
 	}
 	uv_mutex_unlock(&mu);
 	return i;
+}
+
+void
+metrics_candidate_totals(const char *client, unsigned long long *would_refuse,
+    unsigned long long *would_allow)
+{
+	size_t i;
+
+	*would_refuse = *would_allow = 0;
+	uv_mutex_lock(&mu);
+	for (i = 0; i < METRICS_CAND && cand[i].client[0]; i++)
+		if (strcmp(cand[i].client, client) == 0) {
+			*would_refuse = cand[i].n[0];
+			*would_allow = cand[i].n[1];
+		}
+	uv_mutex_unlock(&mu);
 }

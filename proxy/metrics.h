@@ -17,6 +17,9 @@ void metrics_init(void);
 void metrics_request(const struct conf *c, const char *client,
     const char *function, const char *decision, double seconds);
 void metrics_upstream_error(const char *kind);
+/* A call on which the client's candidate decided otherwise (section 12):
+ * would_refuse when allow let it through, else would_allow. */
+void metrics_candidate(const struct conf *c, const char *client, int allowed);
 void metrics_reload(int ok);
 /* What the audit trail says, for the exposition. */
 struct metrics_audit {
@@ -39,6 +42,9 @@ void metrics_render_conf(struct buf *out, const struct conf *c);
 extern const char *const metrics_decisions[METRICS_NDECISIONS];
 void metrics_client_totals(const char *client,
     unsigned long long out[METRICS_NDECISIONS]);
+/* A client's candidate mismatches (for the status page). */
+void metrics_candidate_totals(const char *client,
+    unsigned long long *would_refuse, unsigned long long *would_allow);
 /* Failed calls to WHM by kind: fills up to max entries, returns how many. */
 size_t metrics_upstream_kinds(char kind[][16], unsigned long long *n,
     size_t max);

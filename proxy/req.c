@@ -71,6 +71,8 @@ struct req {
 	struct call call;
 	int have_call;
 	const char *rule;
+	struct decision cand;      /* the candidate's, when it differs */
+	int cand_differs;
 	struct upstream_req *up;
 	struct buf upbody;
 	int head_sent, chunked, paused, recorded, counted_inflight;
@@ -111,6 +113,13 @@ event_init(struct req *r, struct audit_event *ev, const char *type)
 	ev->whm_user = r->client ? r->client->whm_user : NULL;
 	ev->call = r->have_call ? &r->call : NULL;
 	ev->decision = -1;
+	if (r->cand_differs) {
+		ev->cand = 1;
+		ev->cand_allow = r->cand.allow;
+		ev->cand_rule = r->cand.rule;
+		ev->cand_code = r->cand.code;
+		ev->cand_reason = r->cand.allow ? NULL : r->cand.reason;
+	}
 	ev->up_status = -1;
 	ev->ms = time_ms() - r->t0;
 }
@@ -739,6 +748,7 @@ req_message(struct req *r)
 	struct decision d;
 	const char *why = NULL;
 	int status = 400;            /* 413 when a count limit is passed */
+	int rc;
 	double wait;
 
 	if (!r->http.keep_alive)
@@ -776,7 +786,15 @@ req_message(struct req *r)
 	    &status, &why) == -1)
 		goto bad;
 	r->have_call = 1;
-	if (policy_check(cl, &r->call, &d) == -1) {
+	/* Section 12: the candidate is decided on the same call, recorded
+	 * and counted where it differs; the decision taken is allow's. */
+	rc = policy_check(cl, &r->call, &d);
+	if (policy_check_candidate(cl, &r->call, &r->cand) != 1 &&
+	    policy_differs(&d, &r->cand)) {
+		r->cand_differs = 1;
+		metrics_candidate(r->conf, cl->id, d.allow);
+	}
+	if (rc == -1) {
 		r->rule = d.rule;
 		refuse(r, d.status, d.code, d.reason, 0, 0);
 		return;

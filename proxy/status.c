@@ -113,12 +113,14 @@ status_render(struct buf *o, const struct conf *c, struct audit *a,
 	buf_adds(o, "<h2>Clients</h2><table><tr><th>client</th>");
 	for (d = 0; d < METRICS_NDECISIONS; d++)
 		buf_printf(o, "<th>%s</th>", label[d]);
-	buf_adds(o, "<th>in flight</th><th>rate tokens left</th>"
+	buf_adds(o, "<th>candidate would refuse</th><th>candidate would allow</th>"
+	    "<th>in flight</th><th>rate tokens left</th>"
 	    "<th>keys expire</th></tr>\n");
 	for (i = 0; c && i < c->nclients; i++) {
 		const struct client *cl = &c->clients[i];
 		double tokens = -1;
 		long inflight = 0;
+		unsigned long long wr, wa;
 
 		metrics_client_totals(cl->id, tot);
 		buf_adds(o, "<tr><th>");
@@ -126,6 +128,13 @@ status_render(struct buf *o, const struct conf *c, struct audit *a,
 		buf_adds(o, "</th>");
 		for (d = 0; d < METRICS_NDECISIONS; d++)
 			num(o, cl->id, metrics_decisions[d], tot[d], d > 0);
+		metrics_candidate_totals(cl->id, &wr, &wa);
+		if (cl->has_candidate) {
+			num(o, cl->id, "would_refuse", wr, 1);
+			num(o, cl->id, "would_allow", wa, 1);
+		} else {
+			buf_adds(o, "<td class=\"muted\">no candidate</td><td></td>");
+		}
 		if (limits_peek(cl->id, &tokens, &inflight) == -1) {
 			tokens = -1;
 			inflight = 0;
@@ -143,7 +152,7 @@ status_render(struct buf *o, const struct conf *c, struct audit *a,
 	buf_adds(o, "<tr><th class=\"muted\">unknown</th>");
 	for (d = 0; d < METRICS_NDECISIONS; d++)
 		num(o, "unknown", metrics_decisions[d], tot[d], d > 0);
-	buf_adds(o, "<td></td><td></td><td></td></tr></table>\n");
+	buf_adds(o, "<td></td><td></td><td></td><td></td><td></td></tr></table>\n");
 
 	upstream_pool(&open, &idle, &waiting);
 	nk = metrics_upstream_kinds(kinds, errs, 8);

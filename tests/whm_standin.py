@@ -299,6 +299,8 @@ def _batch(st, fn, p):
 
 
 UAPI = {"Email": {"list_pops": lambda a, args: [{"email": f"info@{a['domain']}"}]}}
+# Email::add_pop takes a password (the policy tools' redacted parameter).
+UAPI["Email"]["add_pop"] = lambda a, args: f"{args.get('email', '')}+{a['domain']}"
 
 
 @api("uapi_cpanel")

@@ -45,6 +45,8 @@ def test_status_page(t):
     conf["admin"] = f"127.0.0.1:{admin}"
     conf["clients"]["support"]["rate"] = {"per_second": 0.01, "burst": 2}
     conf["clients"]["support"]["expires"] = "2099-01-01T00:00:00Z"
+    # A candidate that would refuse what billing does: its mismatches show.
+    conf["clients"]["billing"]["candidate"] = {"accountsummary": {}}
     g = t.gate(conf)
     billing, support = f"Bearer {t.key('billing')}", f"Bearer {t.key('support')}"
     calls = [(LIST, billing, 200)] * 3 + [
@@ -66,6 +68,13 @@ def test_status_page(t):
     eq((nums["billing.allow"], nums["billing.forbidden"], nums["support.allow"],
         nums["support.rate_limited"], nums["unknown.unauthenticated"]), (3, 1, 2, 1, 1),
        "the page's counts of the calls made")
+    cand = {f"{m.group(1)}.{m.group(2)}": int(float(m.group(3))) for m in re.finditer(
+        r'whmgate_candidate_mismatches_total\{client="([^"]+)",kind="([^"]+)"\} (\S+)', mtext)}
+    eq((nums["billing.would_refuse"], nums["billing.would_allow"]),
+       (cand.get("billing.would_refuse", 0), cand.get("billing.would_allow", 0)),
+       "candidate mismatches on the page vs /metrics")
+    eq((nums["billing.would_refuse"], nums["billing.would_allow"]), (3, 0),
+       "billing's candidate would refuse its three listaccts calls")
     recs = g.audit()
     eq(nums["audit.records"], len(recs), "records on the page vs the audit file")
     eq(nums["audit.failures"], 0, "audit failures")

@@ -622,6 +622,92 @@ test_request_bounds(void)
 #undef BOUNDS_CONF
 }
 
+/* Section 12: "allow": "any", candidate (object or "any"), and what is
+ * refused with its path. */
+static void
+test_any_and_candidate(void)
+{
+#define SETS_CONF(cl) "{\"listen\": [\"127.0.0.1:8080\"], " \
+	"\"upstream\": {\"url\": \"https://whm.example.com\"}, " \
+	"\"clients\": {\"b\": {\"keys\": [\"sha256:" H64 "\"], " \
+	CLIENT_OK ", " cl "}}}"
+	static const struct { const char *text, *err; } bad[] = {
+		{ SETS_CONF("\"allow\": \"all\""),
+		  "$.clients.b.allow: must be an object or \"any\"" },
+		{ SETS_CONF("\"allow\": \"ANY\""),
+		  "$.clients.b.allow: must be an object or \"any\"" },
+		{ SETS_CONF("\"allow\": {}, \"candidate\": \"none\""),
+		  "$.clients.b.candidate: must be an object or \"any\"" },
+		{ SETS_CONF("\"allow\": {}, \"candidate\": {\"cpanel\": {}}"),
+		  "$.clients.b.candidate.cpanel: must be a function name "
+		  "(^[a-z0-9_]+$), \"cpanel:<Module>::<func>\" or "
+		  "\"uapi_cpanel:<Module>::<function>\" (a bare cpanel entry "
+		  "would allow every cPanel call)" },
+		{ SETS_CONF("\"allow\": {}, \"candidate\": {\"x\": "
+		  "{\"u\": {\"pattern\": \"(\"}}}"), NULL },
+		{ SETS_CONF("\"candidate\": {}"),
+		  "$.clients.b: \"allow\" is required (deny by default)" },
+		{ SETS_CONF("\"allow\": 1"), NULL },
+	};
+	const struct client *cl;
+	struct buf errs;
+	struct conf *c;
+	size_t i;
+
+	c = parse(SETS_CONF("\"allow\": \"any\""), &errs);
+	CHECK(c != NULL);
+	if (c) {
+		cl = conf_client(c, "b");
+		CHECK(cl->allow_any == 1 && cl->nallow == 0);
+		CHECK_STR(cl->allow_path, "$.clients.b.allow");
+		CHECK(cl->has_candidate == 0);
+	} else
+		printf("%s", errs.p);
+	conf_unref(c);
+	buf_fini(&errs);
+	c = parse(SETS_CONF("\"allow\": {\"listaccts\": {}}, \"candidate\": "
+	    "{\"createacct\": {\"plan\": {\"enum\": [\"basic\"]}}}"), &errs);
+	CHECK(c != NULL);
+	if (c) {
+		cl = conf_client(c, "b");
+		CHECK(cl->allow_any == 0 && cl->nallow == 1);
+		CHECK(cl->has_candidate == 1 && cl->cand_any == 0 &&
+		    cl->ncand == 1);
+		CHECK_STR(cl->cand_path, "$.clients.b.candidate");
+		CHECK(conf_candidate(cl, "createacct") != NULL);
+		CHECK(conf_candidate(cl, "listaccts") == NULL);
+		CHECK(conf_allow(cl, "createacct") == NULL);
+		if (conf_candidate(cl, "createacct")) {
+			CHECK_STR(conf_candidate(cl, "createacct")->cons[0].path,
+			    "$.clients.b.candidate.createacct.plan");
+		}
+	} else
+		printf("%s", errs.p);
+	conf_unref(c);
+	buf_fini(&errs);
+	c = parse(SETS_CONF("\"allow\": {}, \"candidate\": \"any\""), &errs);
+	CHECK(c != NULL);
+	if (c) {
+		cl = conf_client(c, "b");
+		CHECK(cl->has_candidate && cl->cand_any && !cl->allow_any);
+	}
+	conf_unref(c);
+	buf_fini(&errs);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		c = parse(bad[i].text, &errs);
+		CHECK(c == NULL);
+		if (bad[i].err) {
+			CHECK(count_line(&errs, bad[i].err) == 1);
+			if (count_line(&errs, bad[i].err) != 1)
+				printf("  want %s, got:\n%s", bad[i].err,
+				    errs.p ? errs.p : "");
+		}
+		conf_unref(c);
+		buf_fini(&errs);
+	}
+#undef SETS_CONF
+}
+
 int
 main(void)
 {
@@ -632,5 +718,6 @@ main(void)
 	test_syntax();
 	test_spec_example();
 	test_request_bounds();
+	test_any_and_candidate();
 	return unit_report();
 }

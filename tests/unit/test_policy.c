@@ -14,6 +14,10 @@
     "0000000000000000000000000000000000000000000000000000000000000001\"]"
 #define KEY_NONE "\"keys\": [\"sha256:" \
     "0000000000000000000000000000000000000000000000000000000000000002\"]"
+#define KEY_ANY "\"keys\": [\"sha256:" \
+    "0000000000000000000000000000000000000000000000000000000000000003\"]"
+#define KEY_TIGHT "\"keys\": [\"sha256:" \
+    "0000000000000000000000000000000000000000000000000000000000000004\"]"
 
 static const char clients[] = "{"
     "\"p\": {" KEY ", \"whm_user\": \"root\", \"whm_token\": {\"env\": \"T\"},"
@@ -36,7 +40,14 @@ static const char clients[] = "{"
     "\"nb\": {" KEY_NB ", \"whm_user\": \"root\", \"whm_token\": {\"env\": \"T\"},"
     " \"allow\": {\"listaccts\": {}, \"accountsummary\": {}}},"
     "\"none\": {" KEY_NONE ", \"whm_user\": \"root\", \"whm_token\": {\"env\": \"T\"},"
-    " \"allow\": {}}"
+    " \"allow\": {}},"
+    "\"any\": {" KEY_ANY ", \"whm_user\": \"root\", \"whm_token\": {\"env\": \"T\"},"
+    " \"allow\": \"any\", \"candidate\": {\"listaccts\": {}, \"batch\": {},"
+    "  \"createacct\": {\"plan\": {\"enum\": [\"basic\"]},"
+    "    \"username\": {\"pattern\": \"[a-z]+\", \"required\": true}},"
+    "  \"uapi_cpanel:Email::add_pop\": {\"password\": {\"pattern\": \".{8,}\"}}}},"
+    "\"tight\": {" KEY_TIGHT ", \"whm_user\": \"root\", \"whm_token\": {\"env\": \"T\"},"
+    " \"allow\": {\"listaccts\": {}}, \"candidate\": \"any\"}"
     "}";
 
 #define R "$.clients.p.allow"
@@ -173,7 +184,154 @@ static const struct pcase cases[] = {
 	  "listpops", FN, NULL },
 	{ "nb", "uapi_cpanel", "cpanel.module=Email&cpanel.function=list_pops",
 	  FN, NULL },
+	/* "allow": "any" (section 12): every function, parameter, sub-call
+	 * and target; decision.rule is the allow itself */
+	{ "any", "removeacct", "user=x&keepdns=1", NULL, "$.clients.any.allow" },
+	{ "any", "createacct", "username=A-B&plan=gold", NULL,
+	  "$.clients.any.allow" },
+	{ "any", "batch", "command=removeacct%3Fuser%3Dx&command=listaccts",
+	  NULL, "$.clients.any.allow" },
+	{ "any", "uapi_cpanel", "cpanel.module=Mysql&cpanel.function="
+	  "delete_database&cpanel.user=x&name=y", NULL, "$.clients.any.allow" },
+	{ "any", "cpanel", "cpanel_jsonapi_module=Fileman&cpanel_jsonapi_func="
+	  "fileop&user=x", NULL, "$.clients.any.allow" },
+	/* a nested batch stays refused, even under any */
+	{ "any", "batch", "command=batch%3Fcommand%3Dlistaccts", FN,
+	  "$.clients.any.allow" },
+	/* a candidate never decides */
+	{ "tight", "removeacct", "", FN, NULL },
 };
+
+struct ccase {
+	const char *client, *fn, *q;
+	int has;                /* the client has a candidate */
+	int allow;              /* the candidate's decision */
+	const char *rule;       /* the candidate's decision.rule */
+	int differs;            /* from the allow's decision */
+};
+
+#define C "$.clients.any.candidate"
+static const struct ccase ccases[] = {
+	{ "p", "listaccts", "", 0, 0, NULL, 0 },
+	{ "any", "listaccts", "", 1, 1, C ".listaccts", 0 },
+	{ "any", "createacct", "username=abc&plan=basic", 1, 1, C ".createacct", 0 },
+	{ "any", "createacct", "username=abc&plan=pro", 1, 0, C ".createacct.plan", 1 },
+	{ "any", "createacct", "plan=basic", 1, 0, C ".createacct.username", 1 },
+	{ "any", "removeacct", "user=x", 1, 0, NULL, 1 },
+	{ "any", "batch", "command=listaccts&command=removeacct%3Fuser%3Dx", 1,
+	  0, NULL, 1 },
+	{ "any", "batch", "command=listaccts&command=createacct%3Fusername%3Dab",
+	  1, 1, C ".batch", 0 },
+	{ "tight", "removeacct", "", 1, 1, "$.clients.tight.candidate", 1 },
+	{ "tight", "listaccts", "", 1, 1, "$.clients.tight.candidate", 0 },
+};
+
+/* Replays: a value recorded redacted cannot be decided. */
+static int
+redacted(const char *v)
+{
+	return strcmp(v, "[REDACTED]") == 0;
+}
+
+static void
+test_candidate(const struct conf *c, struct arena *a)
+{
+	const struct ccase *t;
+	struct decision d, cd;
+	struct call call;
+	const char *why;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(ccases) / sizeof(ccases[0]); i++) {
+		t = &ccases[i];
+		memset(&call, 0, sizeof(call));
+		if (params_parse(a, &call.params, t->q, strlen(t->q), &why) ||
+		    call_parse(a, &call, t->fn, &why)) {
+			CHECK(!"call could not be built");
+			continue;
+		}
+		policy_check(conf_client(c, t->client), &call, &d);
+		rc = policy_check_candidate(conf_client(c, t->client), &call, &cd);
+		if (!t->has) {
+			CHECK(rc == 1 && cd.allow == 0 && cd.rule == NULL);
+			continue;
+		}
+		CHECK(rc == (t->allow ? 0 : -1) && cd.allow == t->allow);
+		if (t->rule)
+			CHECK_STR(cd.rule, t->rule);
+		else
+			CHECK(cd.rule == NULL);
+		CHECK(policy_differs(&d, &cd) == t->differs);
+		if (cd.allow != t->allow || policy_differs(&d, &cd) != t->differs)
+			printf("  %s %s?%s: candidate %d differs %d\n", t->client,
+			    t->fn, t->q, cd.allow, policy_differs(&d, &cd));
+	}
+}
+
+/* policy_check_ex with a redaction test: a rule that reads a redacted
+ * value is unknown, never allowed; one that does not read it decides. */
+static void
+test_unknown(const struct conf *c, struct arena *a)
+{
+	static const struct {
+		const char *client, *fn, *q;
+		int which, rc, unknown;
+		const char *code;
+	} t[] = {
+		/* pattern on a redacted value: unknown */
+		{ "any", "uapi_cpanel", "cpanel.module=Email&cpanel.function="
+		  "add_pop&password=%5BREDACTED%5D", POLICY_CANDIDATE, -1, 1,
+		  "unknown" },
+		/* the same value in clear: decided */
+		{ "any", "uapi_cpanel", "cpanel.module=Email&cpanel.function="
+		  "add_pop&password=longenough", POLICY_CANDIDATE, 0, 0, NULL },
+		{ "any", "uapi_cpanel", "cpanel.module=Email&cpanel.function="
+		  "add_pop&password=short", POLICY_CANDIDATE, -1, 0, PN },
+		/* a definite refusal wins over an unknown value */
+		{ "any", "createacct", "username=%5BREDACTED%5D&plan=pro",
+		  POLICY_CANDIDATE, -1, 0, PN },
+		/* no value rule on it: the redaction does not matter */
+		{ "any", "listaccts", "search=%5BREDACTED%5D", POLICY_CANDIDATE,
+		  0, 0, NULL },
+		{ "any", "removeacct", "user=%5BREDACTED%5D", POLICY_ALLOW, 0, 0,
+		  NULL },
+		/* enum on a redacted value, inside a batch */
+		{ "p", "batch", "command=createacct%3Fusername%3Dab%26showpass%3Dn"
+		  "%26plan%3D%255BREDACTED%255D", POLICY_ALLOW, -1, 1, "unknown" },
+		/* required is about presence, which a redacted value keeps */
+		{ "any", "createacct", "username=abc&plan=basic",
+		  POLICY_CANDIDATE, 0, 0, NULL },
+	};
+	struct decision d;
+	struct call call;
+	const char *why;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		memset(&call, 0, sizeof(call));
+		if (params_parse(a, &call.params, t[i].q, strlen(t[i].q), &why) ||
+		    call_parse(a, &call, t[i].fn, &why)) {
+			CHECK(!"call could not be built");
+			printf("  %s: %s\n", t[i].q, why);
+			continue;
+		}
+		rc = policy_check_ex(conf_client(c, t[i].client), t[i].which,
+		    &call, redacted, &d);
+		CHECK(rc == t[i].rc && d.unknown == t[i].unknown);
+		CHECK(d.allow == (t[i].rc == 0));
+		if (t[i].code)
+			CHECK(d.code && strcmp(d.code, t[i].code) == 0);
+		if (rc != t[i].rc || d.unknown != t[i].unknown)
+			printf("  %s?%s: rc %d unknown %d code %s\n", t[i].fn,
+			    t[i].q, rc, d.unknown, d.code ? d.code : "-");
+		/* without the test, the same call is decided on the text */
+		rc = policy_check_ex(conf_client(c, t[i].client), t[i].which,
+		    &call, NULL, &d);
+		CHECK(d.unknown == 0);
+	}
+}
 
 static void
 run_case(const struct conf *c, struct arena *a, const struct pcase *t)
@@ -223,6 +381,8 @@ main(void)
 	arena_init(&a);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		run_case(c, &a, &cases[i]);
+	test_candidate(c, &a);
+	test_unknown(c, &a);
 	arena_fini(&a);
 	conf_unref(c);
 	return unit_report();
