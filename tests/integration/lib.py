@@ -546,6 +546,28 @@ def read_response(s, buf=None, on_body=None):
     return resp
 
 
+def read_while_trickling(s, gap=0.2):
+    """Sends one body byte every `gap` seconds on s (each pause shorter than
+    the idle timeout) until whmgate answers; returns that answer."""
+    import threading
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.is_set():
+            try:
+                s.send(b"a")
+            except OSError:
+                return
+            time.sleep(gap)
+    th = threading.Thread(target=trickle)
+    th.start()
+    try:
+        return read_response(s)
+    finally:
+        stop.set()
+        th.join()
+
+
 def peer_closed(s, wait):
     """True if the peer closed (EOF or reset) within `wait` seconds."""
     s.settimeout(wait)

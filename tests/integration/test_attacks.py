@@ -16,7 +16,8 @@ import time
 from urllib.parse import quote
 
 from attacklib import GOOD, Table
-from lib import check_deny, check_error, check_forwarded, eq, read_response
+from lib import (check_deny, check_error, check_forwarded, eq, read_response,
+                 read_while_trickling)
 
 B400 = (400, "bad_request")
 B404 = (404, "not_found")
@@ -1330,22 +1331,7 @@ def test_attack_round2(t):
     s = T.connect()
     try:
         s.sendall(T.head("POST", "/json-api/listaccts", [("Content-Length", "1000")]))
-        stop = threading.Event()
-
-        def trickle():
-            while not stop.is_set():
-                try:
-                    s.send(b"a")
-                except OSError:
-                    return
-                time.sleep(0.2)
-        th = threading.Thread(target=trickle)
-        th.start()
-        try:
-            r = read_response(s)
-        finally:
-            stop.set()
-            th.join()
+        r = read_while_trickling(s)
         check_deny(g, check_error(r, *B408), *B408)
     except (AssertionError, OSError) as e:
         T.fail("body trickled under the idle timeout", e)

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from lib import check_error, eq, read_response, wait_until
+from lib import check_error, eq, read_response, read_while_trickling, wait_until
 
 # An LD_PRELOAD shim built by the test: curl_multi_add_handle fails while
 # the file named by WHMGATE_SHIM_FAIL_ADD exists, and fdatasync sleeps
@@ -266,22 +266,9 @@ def test_request_body_trickle_deadline(t):
                f"Authorization: Bearer {t.key('billing')}\r\n"
                f"Content-Type: application/x-www-form-urlencoded\r\n"
                f"Content-Length: 1000\r\n\r\n").encode())
-    stop = threading.Event()
-
-    def trickle():
-        while not stop.is_set():
-            try:
-                s.send(b"a")
-            except OSError:
-                return
-            time.sleep(0.2)
-    th = threading.Thread(target=trickle)
-    th.start()
     try:
-        r = read_response(s)
+        r = read_while_trickling(s)
     finally:
-        stop.set()
-        th.join()
         s.close()
     rid = check_error(r, 408, "request_timeout")
     eq([x["type"] for x in g.records(rid)], ["deny"], "records")
